@@ -1,0 +1,170 @@
+//! The decision core shared by every transport: given a received envelope and its attempt number,
+//! run the right handler (decode, timeout, panic isolation) and say what to do with the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::envelope::{Envelope, header};
+use crate::subscription::{HandlerError, MessageContext, Subscription};
+
+/// What to do with a delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Handled (or deliberately skipped): acknowledge.
+    Ack,
+    /// Failed in a way worth retrying: redeliver after `delay`.
+    Retry { delay: Duration, reason: String },
+    /// Give up: copy to the dead-letter subject with the reason, then terminate.
+    DeadLetter { reason: String },
+}
+
+/// Runs one attempt.
+pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32) -> Verdict {
+    let policy = &sub.policy;
+    if attempt > policy.max_deliveries {
+        return Verdict::DeadLetter {
+            reason: format!("gave up after {} deliveries", policy.max_deliveries),
+        };
+    }
+    let Some(handler) = sub.handlers.get(&env.name) else {
+        if sub.ignored.contains(&env.name) {
+            return Verdict::Ack;
+        }
+        return Verdict::DeadLetter {
+            reason: format!("unknown message name {:?} for consumer {}", env.name, sub.durable),
+        };
+    };
+    let span = tracing::info_span!(
+        "handle message",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation = "process",
+        messaging.message.id = %env.id,
+        messaging.message.name = %env.name,
+        messaging.destination.name = %env.subject,
+        messaging.consumer.group.name = %sub.durable,
+        attempt,
+        trace_id = %env.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
+    );
+    let ctx = MessageContext { envelope: env.clone(), attempt, consumer: Arc::from(sub.durable.as_str()) };
+    let fut = match handler.call(ctx) {
+        Ok(fut) => fut,
+        Err(e) => return Verdict::DeadLetter { reason: e.to_string() },
+    };
+    let task = tokio::spawn(fut.instrument(span.clone()));
+    let abort = task.abort_handle();
+    let result = match tokio::time::timeout(policy.handler_timeout, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) if join.is_panic() => {
+            Err(HandlerError::Retryable(format!("handler panicked: {}", panic_text(join))))
+        }
+        Ok(Err(join)) => Err(HandlerError::Retryable(format!("handler task failed: {join}"))),
+        Err(_) => {
+            // Never let a timed-out handler keep running beside its own retry.
+            abort.abort();
+            Err(HandlerError::Retryable(format!(
+                "handler timed out after {:?}",
+                policy.handler_timeout
+            )))
+        }
+    };
+    let _enter = span.enter();
+    match result {
+        Ok(()) => Verdict::Ack,
+        Err(HandlerError::Permanent(reason)) => {
+            tracing::warn!(%reason, "permanent handler failure");
+            Verdict::DeadLetter { reason }
+        }
+        Err(HandlerError::Retryable(reason)) if attempt >= policy.max_deliveries => {
+            tracing::warn!(%reason, "handler failed on the last allowed delivery");
+            Verdict::DeadLetter {
+                reason: format!("{reason} (after {attempt} deliveries)"),
+            }
+        }
+        Err(HandlerError::Retryable(reason)) => {
+            let delay = policy.delay_after(attempt);
+            tracing::info!(%reason, ?delay, "handler failed, will retry");
+            Verdict::Retry { delay, reason }
+        }
+    }
+}
+
+/// Runs attempts until the verdict is final. In ordered mode a retry happens in place (after
+/// `wait` for the back-off, which also keeps the broker from redelivering meanwhile), so later
+/// messages of the same key cannot overtake it; otherwise the first verdict is returned and the
+/// broker does the redelivery.
+pub(crate) async fn settle<W, Fut>(
+    sub: &Subscription,
+    env: Arc<Envelope>,
+    first_attempt: u32,
+    mut wait: W,
+) -> (Verdict, u32)
+where
+    W: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut n = first_attempt;
+    loop {
+        let verdict = attempt(sub, env.clone(), n).await;
+        match verdict {
+            Verdict::Retry { delay, .. } if sub.policy.ordered => {
+                wait(delay).await;
+                n += 1;
+            }
+            other => return (other, n),
+        }
+    }
+}
+
+/// The dead-letter copy: original payload and headers, plus why, how often, who and when.
+pub(crate) fn dead_letter(
+    prefix: &str,
+    sub: &Subscription,
+    env: &Envelope,
+    reason: &str,
+    attempts: u32,
+) -> Envelope {
+    let mut copy = env.clone();
+    copy.subject = dead_letter_subject(prefix, &sub.durable);
+    copy.set_header(header::DEAD_LETTER_REASON, reason);
+    copy.set_header(header::DEAD_LETTER_ATTEMPTS, attempts.to_string());
+    copy.set_header(header::DEAD_LETTER_CONSUMER, sub.durable.clone());
+    copy.set_header(header::DEAD_LETTER_SUBJECT, env.subject.clone());
+    copy.set_header(
+        header::DEAD_LETTER_AT,
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    copy
+}
+
+/// Where a consumer's dead letters go: `<prefix>.deadletter.<durable>` (inside the stream, so
+/// they are kept, listed and replayed like any other message).
+pub fn dead_letter_subject(prefix: &str, durable: &str) -> String {
+    format!("{prefix}.deadletter.{durable}")
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-text panic payload".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Shard index for a key: same key, same worker, so per-key order holds with parallel workers.
+pub(crate) fn shard_of(key: &str, shards: usize) -> usize {
+    // FNV-1a: stable across processes and runs (std's hasher is randomly seeded).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}

@@ -1,0 +1,337 @@
+//! The envelope: what travels on NATS. The payload is the protobuf encoding of one message; every
+//! piece of metadata rides in NATS headers so the broker, the `nats` CLI and other languages can
+//! read it without decoding the body.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+
+/// Header names. `Nats-Msg-Id` is JetStream's de-duplication key; the rest are ours.
+pub mod header {
+    /// JetStream de-duplication id (= envelope id).
+    pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+    /// Fully qualified message name.
+    pub const NAME: &str = "Message-Name";
+    /// When the message was created (RFC 3339, UTC).
+    pub const SENT_AT: &str = "Sent-At";
+    /// The conversation the message belongs to (first message's id, or a saga id).
+    pub const CORRELATION_ID: &str = "Correlation-Id";
+    /// The id of the message whose handling produced this one.
+    pub const CAUSATION_ID: &str = "Causation-Id";
+    /// Ordering key (aggregate id).
+    pub const KEY: &str = "Message-Key";
+    /// For commands: the subject the reply must be published to.
+    pub const REPLY_TO: &str = "Reply-To";
+    /// For replies: `success` or `failure`.
+    pub const REPLY_OUTCOME: &str = "Reply-Outcome";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state.
+    pub const TRACESTATE: &str = "tracestate";
+    /// Payload encoding.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// For query answers: the responder's error text.
+    pub const QUERY_ERROR: &str = "Query-Error";
+    /// Dead letters: why the message was given up.
+    pub const DEAD_LETTER_REASON: &str = "Dead-Letter-Reason";
+    /// Dead letters: how many deliveries were attempted.
+    pub const DEAD_LETTER_ATTEMPTS: &str = "Dead-Letter-Attempts";
+    /// Dead letters: the durable consumer that gave up.
+    pub const DEAD_LETTER_CONSUMER: &str = "Dead-Letter-Consumer";
+    /// Dead letters: the subject the message was originally published to.
+    pub const DEAD_LETTER_SUBJECT: &str = "Dead-Letter-Subject";
+    /// Dead letters: when it was given up.
+    pub const DEAD_LETTER_AT: &str = "Dead-Letter-At";
+}
+
+/// The content type of every payload we publish.
+pub const PROTOBUF: &str = "application/protobuf";
+
+/// Outcome of a command, carried in the `Reply-Outcome` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command did what it was asked.
+    Success,
+    /// The command was refused or failed; the saga compensates.
+    Failure,
+}
+
+impl Outcome {
+    /// Header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    /// Parses a header value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// A message ready to publish or just received: id, name, subject, payload and headers.
+///
+/// Serializable so an outbox can keep it in a table row until the broker confirms it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique id (UUID v7: time-ordered, so ids sort by creation).
+    pub id: Uuid,
+    /// Fully qualified message name.
+    pub name: String,
+    /// Full NATS subject, prefix included.
+    pub subject: String,
+    /// Protobuf-encoded body.
+    #[serde(with = "serde_bytes_b64")]
+    pub payload: Bytes,
+    /// Every header except the id and name, which have their own fields.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Envelope {
+    /// Wraps `message` for `subject` with a fresh id, the send time and a new trace.
+    pub fn new<M: Message>(subject: impl Into<String>, message: &M) -> Self {
+        let id = Uuid::now_v7();
+        let mut headers = BTreeMap::new();
+        headers.insert(header::SENT_AT.to_owned(), now_rfc3339());
+        headers.insert(header::CONTENT_TYPE.to_owned(), PROTOBUF.to_owned());
+        headers.insert(header::CORRELATION_ID.to_owned(), id.to_string());
+        headers.insert(header::TRACEPARENT.to_owned(), TraceParent::new_root().to_string());
+        Envelope {
+            id,
+            name: M::message_name(),
+            subject: subject.into(),
+            payload: Bytes::from(message.encode_to_vec()),
+            headers,
+        }
+    }
+
+    /// Decodes the payload as `M`, checking the name first.
+    pub fn decode<M: Message>(&self) -> Result<M> {
+        let expected = M::message_name();
+        if self.name != expected {
+            return Err(Error::Malformed(format!(
+                "expected {expected}, got {} (message {})",
+                self.name, self.id
+            )));
+        }
+        M::decode(self.payload.as_ref()).map_err(|e| {
+            Error::Malformed(format!("payload of {} ({}) does not decode: {e}", self.name, self.id))
+        })
+    }
+
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Sets a header, replacing an earlier value.
+    pub fn set_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.headers.insert(name.into(), value.into());
+    }
+
+    /// Builder form of [`set_header`](Self::set_header).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_header(name, value);
+        self
+    }
+
+    /// The ordering key, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.header(header::KEY)
+    }
+
+    /// The correlation id (defaults to the message's own id when it starts a conversation).
+    pub fn correlation_id(&self) -> &str {
+        self.header(header::CORRELATION_ID).unwrap_or("")
+    }
+
+    /// The causation id, if the message was caused by another one.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.header(header::CAUSATION_ID)
+    }
+
+    /// When the message was created, if the header parses.
+    pub fn sent_at(&self) -> Option<OffsetDateTime> {
+        self.header(header::SENT_AT).and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    }
+
+    /// Marks this envelope as caused by `cause`: same correlation id, causation = cause's id, and
+    /// the same trace (a child span id), so one checkout is one conversation and one trace.
+    pub fn caused_by(mut self, cause: &Envelope) -> Self {
+        let correlation = cause
+            .header(header::CORRELATION_ID)
+            .map(str::to_owned)
+            .unwrap_or_else(|| cause.id.to_string());
+        self.set_header(header::CORRELATION_ID, correlation);
+        self.set_header(header::CAUSATION_ID, cause.id.to_string());
+        if let Some(parent) = cause.header(header::TRACEPARENT).and_then(TraceParent::parse) {
+            self.set_header(header::TRACEPARENT, parent.child().to_string());
+        }
+        if let Some(state) = cause.header(header::TRACESTATE) {
+            self.set_header(header::TRACESTATE, state.to_owned());
+        }
+        self
+    }
+
+    /// The W3C trace context, if present and well formed.
+    pub fn trace_parent(&self) -> Option<TraceParent> {
+        self.header(header::TRACEPARENT).and_then(TraceParent::parse)
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// A W3C `traceparent` value: version 00, trace id, parent span id, flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 128-bit trace id.
+    pub trace_id: u128,
+    /// 64-bit span id of the sender.
+    pub span_id: u64,
+    /// Trace flags (01 = sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new trace with a random id.
+    pub fn new_root() -> Self {
+        TraceParent { trace_id: Uuid::new_v4().as_u128(), span_id: random_span_id(), flags: 1 }
+    }
+
+    /// The same trace, a new span.
+    pub fn child(&self) -> Self {
+        TraceParent { span_id: random_span_id(), ..*self }
+    }
+
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        if version != "00" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        if trace_id == 0 || span_id == 0 {
+            return None;
+        }
+        Some(TraceParent { trace_id, span_id, flags: u8::from_str_radix(flags, 16).ok()? })
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+fn random_span_id() -> u64 {
+    let v = Uuid::new_v4().as_u64_pair().0;
+    if v == 0 { 1 } else { v }
+}
+
+/// Payload bytes as base64 in JSON (used when an outbox row or a dead letter is shown as JSON).
+mod serde_bytes_b64 {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        decode(&text).map(Bytes::from).ok_or_else(|| serde::de::Error::custom("invalid base64"))
+    }
+
+    pub(super) fn encode(input: &[u8]) -> String {
+        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+        for chunk in input.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn decode(input: &str) -> Option<Vec<u8>> {
+        let clean: Vec<u8> = input.bytes().filter(|b| *b != b'=').collect();
+        let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+        for chunk in clean.chunks(4) {
+            let mut n: u32 = 0;
+            for (i, c) in chunk.iter().enumerate() {
+                let v = ALPHABET.iter().position(|a| a == c)? as u32;
+                n |= v << (18 - 6 * i);
+            }
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_children_keep_the_trace() {
+        let root = TraceParent::new_root();
+        let parsed = TraceParent::parse(&root.to_string()).unwrap();
+        assert_eq!(parsed, root);
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.span_id, root.span_id);
+        assert!(TraceParent::parse("00-zz-11-01").is_none());
+        assert!(TraceParent::parse("00-00000000000000000000000000000000-0000000000000001-01").is_none());
+    }
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        for len in 0..20u8 {
+            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
+            let text = serde_bytes_b64::encode(&data);
+            assert_eq!(serde_bytes_b64::decode(&text).unwrap(), data);
+        }
+        assert_eq!(serde_bytes_b64::encode(b"hello"), "aGVsbG8=");
+    }
+
+    #[test]
+    fn outcome_parses_its_own_text() {
+        for o in [Outcome::Success, Outcome::Failure] {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(Outcome::parse("SUCCESS"), None);
+    }
+}

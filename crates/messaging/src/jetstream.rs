@@ -1,0 +1,542 @@
+//! The JetStream transport: one stream per deployment prefix (`<prefix>.>`), publishes that wait
+//! for the PubAck with `Nats-Msg-Id` = envelope id, durable pull consumers with bounded in-flight
+//! work and per-key worker shards, supervision that recreates a consumer after any failure, and
+//! queries over core NATS request/reply with queue groups.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{HeaderMap, client::RequestErrorKind};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::dispatch::{self, Verdict};
+use crate::envelope::{Envelope, header};
+use crate::error::{Error, Result};
+use crate::subscription::Subscription;
+use crate::transport::{ConsumerHandle, ConsumerStatus, ResponderFn, Transport};
+
+/// How to reach NATS and which stream to use.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// Server URL(s), comma separated (`nats://a:4222,nats://b:4222`).
+    pub url: String,
+    /// Subject prefix; the stream captures `<prefix>.>`.
+    pub prefix: String,
+    /// Stream name (default: the prefix with unsafe characters replaced).
+    pub stream: Option<String>,
+    /// Window in which the broker drops a publish whose `Nats-Msg-Id` it has already stored.
+    pub duplicate_window: Duration,
+    /// Stream replicas (3 on a three-node cluster).
+    pub replicas: usize,
+    /// Connection name shown by the server's monitoring.
+    pub connection_name: String,
+    /// Optional user and password.
+    pub user_password: Option<(String, String)>,
+    /// Optional credentials file (nkey + JWT).
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// How long a publish waits for its PubAck.
+    pub ack_timeout: Duration,
+}
+
+impl JetStreamConfig {
+    /// Defaults for `url` and `prefix`.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        JetStreamConfig {
+            url: url.into(),
+            prefix: prefix.into(),
+            stream: None,
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+            connection_name: "mallbots".to_owned(),
+            user_password: None,
+            credentials_file: None,
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn stream_name(&self) -> String {
+        self.stream.clone().unwrap_or_else(|| {
+            self.prefix
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                .collect()
+        })
+    }
+}
+
+/// The JetStream transport. Cheap to clone.
+#[derive(Clone)]
+pub struct JetStream {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    prefix: Arc<str>,
+    stream: Arc<str>,
+    config: Arc<JetStreamConfig>,
+}
+
+impl std::fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStream").field("prefix", &self.prefix).field("stream", &self.stream).finish()
+    }
+}
+
+impl JetStream {
+    /// Connects (reconnecting forever afterwards) and makes sure the stream exists.
+    pub async fn connect(config: JetStreamConfig) -> Result<Self> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&config.connection_name)
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            });
+        if let Some((user, password)) = &config.user_password {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(path) = &config.credentials_file {
+            options = options.credentials_file(path).await.map_err(|e| Error::Connect {
+                url: config.url.clone(),
+                reason: format!("credentials file {}: {e}", path.display()),
+            })?;
+        }
+        let urls: Vec<String> = config.url.split(',').map(|u| u.trim().to_owned()).collect();
+        let addrs: Vec<async_nats::ServerAddr> = urls
+            .iter()
+            .map(|u| u.parse())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Connect { url: config.url.clone(), reason: format!("{e}") })?;
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| Error::Connect { url: config.url.clone(), reason: e.to_string() })?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.ack_timeout);
+        let this = JetStream {
+            client,
+            js,
+            prefix: Arc::from(config.prefix.as_str()),
+            stream: Arc::from(config.stream_name().as_str()),
+            config: Arc::new(config),
+        };
+        this.ensure_stream().await?;
+        Ok(this)
+    }
+
+    /// Creates the stream if missing (idempotent; every process calls it at start).
+    pub async fn ensure_stream(&self) -> Result<()> {
+        let config = jetstream::stream::Config {
+            name: self.stream.to_string(),
+            subjects: vec![format!("{}.>", self.prefix)],
+            duplicate_window: self.config.duplicate_window,
+            num_replicas: self.config.replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        self.js.get_or_create_stream(config).await.map(|_| ()).map_err(|e| Error::Provision {
+            what: format!("stream {}", self.stream),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Deletes the stream (test clean-up).
+    pub async fn delete_stream(&self) -> Result<()> {
+        self.js.delete_stream(self.stream.as_ref()).await.map(|_| ()).map_err(|e| Error::Provision {
+            what: format!("delete stream {}", self.stream),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The underlying NATS client (for raw benchmarks and tooling).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context.
+    pub fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The stream name.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    /// Messages a durable consumer has not yet had acknowledged (pending + ack-pending), for lag
+    /// metrics and tooling.
+    pub async fn consumer_lag(&self, durable: &str) -> Result<(u64, u64)> {
+        let stream = self.js.get_stream(self.stream.as_ref()).await.map_err(|e| Error::Provision {
+            what: format!("stream {}", self.stream),
+            reason: e.to_string(),
+        })?;
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer(durable).await.map_err(|e| Error::Provision {
+                what: format!("consumer {durable}"),
+                reason: e.to_string(),
+            })?;
+        let info = consumer.info().await.map_err(|e| Error::Provision {
+            what: format!("consumer {durable}"),
+            reason: e.to_string(),
+        })?;
+        Ok((info.num_pending, info.num_ack_pending as u64))
+    }
+
+    fn consumer_config(&self, sub: &Subscription) -> jetstream::consumer::pull::Config {
+        let policy = &sub.policy;
+        jetstream::consumer::pull::Config {
+            durable_name: Some(sub.durable.clone()),
+            filter_subject: format!("{}.{}", self.prefix, sub.subject),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: policy.ack_wait,
+            // We count deliveries ourselves so the last one can be dead-lettered with a reason.
+            max_deliver: -1,
+            max_ack_pending: (policy.workers.max(1) * 8) as i64,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        }
+    }
+
+    async fn consumer(&self, sub: &Subscription) -> Result<jetstream::consumer::PullConsumer> {
+        let provision = |e: String| Error::Provision { what: format!("consumer {}", sub.durable), reason: e };
+        let stream = match self.js.get_stream(self.stream.as_ref()).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                // The server lost the stream (a fresh server, a wiped store): recreate it.
+                self.ensure_stream().await?;
+                self.js.get_stream(self.stream.as_ref()).await.map_err(|e| provision(e.to_string()))?
+            }
+        };
+        stream
+            .get_or_create_consumer(&sub.durable, self.consumer_config(sub))
+            .await
+            .map_err(|e| provision(e.to_string()))
+    }
+
+    /// Fetches until shutdown (`Ok`) or a failure (`Err`, the supervisor recreates everything).
+    async fn pump(
+        &self,
+        sub: &Subscription,
+        status: &ConsumerStatus,
+        shards: &[mpsc::Sender<jetstream::Message>],
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<(), String> {
+        let consumer = self.consumer(sub).await.map_err(|e| e.to_string())?;
+        let batch = (sub.policy.workers.max(1) * 2).min(256);
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        status.set_running();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let key = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(header::KEY).or_else(|| h.get(header::NATS_MSG_ID)))
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default();
+                    let shard = dispatch::shard_of(&key, shards.len());
+                    if shards[shard].send(msg).await.is_err() {
+                        return Err("worker stopped".to_owned());
+                    }
+                }
+                Some(Err(e)) => return Err(format!("consumer {} failed: {e}", sub.durable)),
+                None => return Err(format!("consumer {} message stream ended", sub.durable)),
+            }
+        }
+    }
+
+    async fn work(self, sub: Arc<Subscription>, status: Arc<ConsumerStatus>, mut rx: mpsc::Receiver<jetstream::Message>) {
+        let ack_wait = sub.policy.ack_wait;
+        while let Some(msg) = rx.recv().await {
+            let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+            let (env, malformed) = envelope_from(&msg.message);
+            let env = Arc::new(env);
+            let (verdict, attempts) = match malformed {
+                Some(reason) => (Verdict::DeadLetter { reason }, attempt),
+                None => {
+                    let wait = |delay: Duration| keep_alive(&msg, delay, ack_wait);
+                    dispatch::settle(&sub, env.clone(), attempt, wait).await
+                }
+            };
+            let acked = match verdict {
+                Verdict::Ack => msg.ack().await,
+                Verdict::Retry { delay, .. } => msg.ack_with(AckKind::Nak(Some(delay))).await,
+                Verdict::DeadLetter { reason } => {
+                    let dead = dispatch::dead_letter(&self.prefix, &sub, &env, &reason, attempts);
+                    tracing::error!(
+                        message.id = %env.id, message.name = %env.name, consumer = %sub.durable,
+                        %reason, attempts, dead_letter = %dead.subject, "message dead-lettered"
+                    );
+                    match self.publish(&dead).await {
+                        Ok(()) => msg.ack_with(AckKind::Term).await,
+                        Err(e) => {
+                            // Never drop: leave it to be redelivered and dead-lettered again.
+                            tracing::error!(error = %e, "dead-letter publish failed; will retry");
+                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                        }
+                    }
+                }
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, consumer = %sub.durable, "acknowledgement failed; the broker will redeliver");
+            }
+            status.count_settled();
+        }
+    }
+}
+
+/// Sleeps `delay` while telling the broker the message is still being worked on.
+async fn keep_alive(msg: &jetstream::Message, delay: Duration, ack_wait: Duration) {
+    let step = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut left = delay;
+    let _ = msg.ack_with(AckKind::Progress).await;
+    while !left.is_zero() {
+        let nap = left.min(step);
+        tokio::time::sleep(nap).await;
+        left -= nap;
+        let _ = msg.ack_with(AckKind::Progress).await;
+    }
+}
+
+/// Rebuilds an envelope from a NATS message; the second value says why it is malformed, if it is.
+fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
+    let mut headers = std::collections::BTreeMap::new();
+    let mut id = None;
+    let mut name = None;
+    if let Some(map) = &msg.headers {
+        for (key, values) in map.iter() {
+            let key: &str = key.as_ref();
+            let Some(value) = values.first() else { continue };
+            match key {
+                header::NATS_MSG_ID => id = Some(value.as_str().to_owned()),
+                header::NAME => name = Some(value.as_str().to_owned()),
+                _ => {
+                    headers.insert(key.to_owned(), value.as_str().to_owned());
+                }
+            }
+        }
+    }
+    let mut problem = None;
+    let parsed_id = match id.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            problem = Some(format!("header {} is not a UUID", header::NATS_MSG_ID));
+            Uuid::now_v7()
+        }
+        None => {
+            problem = Some(format!("missing header {}", header::NATS_MSG_ID));
+            Uuid::now_v7()
+        }
+    };
+    if name.is_none() && problem.is_none() {
+        problem = Some(format!("missing header {}", header::NAME));
+    }
+    let env = Envelope {
+        id: parsed_id,
+        name: name.unwrap_or_default(),
+        subject: msg.subject.to_string(),
+        payload: msg.payload.clone(),
+        headers,
+    };
+    (env, problem)
+}
+
+fn headers_of(env: &Envelope) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.insert(header::NATS_MSG_ID, env.id.to_string().as_str());
+    map.insert(header::NAME, env.name.as_str());
+    for (k, v) in &env.headers {
+        map.insert(k.as_str(), v.as_str());
+    }
+    map
+}
+
+#[async_trait]
+impl Transport for JetStream {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<()> {
+        let span = tracing::debug_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation = "publish",
+            messaging.message.id = %envelope.id,
+            messaging.message.name = %envelope.name,
+            messaging.destination.name = %envelope.subject,
+        );
+        async {
+            let fail = |reason: String| Error::Publish { subject: envelope.subject.clone(), reason };
+            let ack = self
+                .js
+                .publish_with_headers(envelope.subject.clone(), headers_of(envelope), envelope.payload.clone())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            ack.await.map(|_| ()).map_err(|e| fail(e.to_string()))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<()>> {
+        // Send a window of publishes, then collect their acks: one round trip per window
+        // instead of one per message.
+        const WINDOW: usize = 256;
+        let mut results = Vec::with_capacity(envelopes.len());
+        for window in envelopes.chunks(WINDOW) {
+            let mut pending = Vec::with_capacity(window.len());
+            for env in window {
+                let sent = self
+                    .js
+                    .publish_with_headers(env.subject.clone(), headers_of(env), env.payload.clone())
+                    .await;
+                pending.push(sent);
+            }
+            for (env, sent) in window.iter().zip(pending) {
+                let fail = |reason: String| Error::Publish { subject: env.subject.clone(), reason };
+                let result = match sent {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| fail(e.to_string())),
+                    Err(e) => Err(fail(e.to_string())),
+                };
+                results.push(result);
+            }
+        }
+        results
+    }
+
+    async fn request(&self, envelope: Envelope, timeout: Duration) -> Result<Envelope> {
+        let subject = envelope.subject.clone();
+        let request = async_nats::Request::new()
+            .payload(envelope.payload.clone())
+            .headers(headers_of(&envelope))
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.clone(), request).await {
+            Ok(msg) => {
+                let (env, malformed) = envelope_from(&msg);
+                match malformed {
+                    None => Ok(env),
+                    Some(reason) => Err(Error::Malformed(format!("answer to {subject}: {reason}"))),
+                }
+            }
+            Err(e) => Err(match e.kind() {
+                RequestErrorKind::NoResponders => Error::NoResponders { subject },
+                RequestErrorKind::TimedOut => Error::Timeout { subject, timeout },
+                _ => Error::Publish { subject, reason: e.to_string() },
+            }),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        subscription: Subscription,
+        shutdown: CancellationToken,
+    ) -> Result<ConsumerHandle> {
+        // Provision once here so a bad configuration fails the caller, not a background task.
+        self.consumer(&subscription).await?;
+        let status = ConsumerStatus::new(&subscription.durable);
+        let sub = Arc::new(subscription);
+        let this = self.clone();
+        let st = status.clone();
+        let task = tokio::spawn(async move {
+            let workers = sub.policy.workers.max(1);
+            let mut shards = Vec::with_capacity(workers);
+            let mut tasks = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let (tx, rx) = mpsc::channel(2);
+                shards.push(tx);
+                tasks.push(tokio::spawn(this.clone().work(sub.clone(), st.clone(), rx)));
+            }
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match this.pump(&sub, &st, &shards, &shutdown).await {
+                    Ok(()) => break,
+                    Err(reason) => {
+                        tracing::warn!(consumer = %sub.durable, %reason, ?delay, "consumer stopped; recreating");
+                        st.set_failed(reason);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            // Stop fetching, let the workers finish and ack what they were handed.
+            drop(shards);
+            for t in tasks {
+                let _ = t.await;
+            }
+            st.set_stopped();
+        });
+        Ok(ConsumerHandle { status, task })
+    }
+
+    async fn serve(
+        &self,
+        subject: String,
+        group: String,
+        responder: ResponderFn,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>> {
+        let mut subscriber = self
+            .client
+            .queue_subscribe(subject.clone(), group.clone())
+            .await
+            .map_err(|e| Error::Provision { what: format!("responder {subject}"), reason: e.to_string() })?;
+        let client = self.client.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = subscriber.next() => match next { Some(m) => m, None => break },
+                };
+                let Some(reply_to) = msg.reply.clone() else { continue };
+                let client = client.clone();
+                let responder = responder.clone();
+                tokio::spawn(async move {
+                    let (request, malformed) = envelope_from(&msg);
+                    let answer = match malformed {
+                        Some(reason) => Err(reason),
+                        None => responder(request.clone()).await,
+                    };
+                    let answer = answer.unwrap_or_else(|error| {
+                        crate::bus::response_envelope(&request, &crate::message::Empty {})
+                            .with_header(header::QUERY_ERROR, error)
+                    });
+                    if let Err(e) = client
+                        .publish_with_headers(reply_to, headers_of(&answer), answer.payload.clone())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "query answer could not be sent");
+                    }
+                });
+            }
+            let _ = subscriber.unsubscribe().await;
+        }))
+    }
+
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
