@@ -47,6 +47,13 @@ impl Bus {
         format!("{}.{relative}", self.prefix())
     }
 
+    /// Where queries travel: `rpc.<prefix>.<relative>`. Outside `<prefix>.>` on purpose: the
+    /// stream captures that, and a request into a stream subject would be answered by the
+    /// stream's PubAck instead of a responder.
+    pub fn query_subject(&self, relative: &str) -> String {
+        format!("rpc.{}.{relative}", self.prefix())
+    }
+
     /// The envelope of an integration event, keyed by its aggregate.
     pub fn event<E: Event>(&self, event: &E) -> Envelope {
         Envelope::new(self.subject(E::SUBJECT), event).with_header(header::KEY, event.key())
@@ -74,10 +81,11 @@ impl Bus {
 
     /// Asks a query and decodes the answer. `NoResponders` and `Timeout` errors say which.
     pub async fn query<Q: Query>(&self, query: &Q, timeout: Duration) -> Result<Q::Response> {
-        let env = Envelope::new(self.subject(Q::SUBJECT), query);
+        let subject = self.query_subject(Q::SUBJECT);
+        let env = Envelope::new(subject.clone(), query);
         let answer = self.transport.request(env, timeout).await?;
         if let Some(message) = answer.header(header::QUERY_ERROR) {
-            return Err(Error::Remote { subject: self.subject(Q::SUBJECT), message: message.to_owned() });
+            return Err(Error::Remote { subject, message: message.to_owned() });
         }
         answer.decode::<Q::Response>()
     }
@@ -114,7 +122,7 @@ impl Bus {
             })
         });
         self.transport
-            .serve(self.subject(Q::SUBJECT), group.to_owned(), responder, shutdown)
+            .serve(self.query_subject(Q::SUBJECT), group.to_owned(), responder, shutdown)
             .await
     }
 }

@@ -127,6 +127,11 @@ pub(crate) fn dead_letter(
     attempts: u32,
 ) -> Envelope {
     let mut copy = env.clone();
+    // A dead letter is a new message (the broker would drop it as a duplicate of the original
+    // inside the de-duplication window), but a deterministic one: a redelivery that is
+    // dead-lettered again by the same consumer de-duplicates to the same dead letter.
+    copy.id = dead_letter_id(env.id, &sub.durable);
+    copy.set_header(header::DEAD_LETTER_ORIGINAL_ID, env.id.to_string());
     copy.subject = dead_letter_subject(prefix, &sub.durable);
     copy.set_header(header::DEAD_LETTER_REASON, reason);
     copy.set_header(header::DEAD_LETTER_ATTEMPTS, attempts.to_string());
@@ -139,6 +144,22 @@ pub(crate) fn dead_letter(
             .unwrap_or_default(),
     );
     copy
+}
+
+/// The id of the dead letter of message `id` given up by consumer `durable`.
+fn dead_letter_id(id: uuid::Uuid, durable: &str) -> uuid::Uuid {
+    let fnv = |seed: u64| {
+        let mut h = seed;
+        for b in id.as_bytes().iter().chain(durable.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fnv(0xcbf29ce484222325).to_be_bytes());
+    bytes[8..].copy_from_slice(&fnv(0x84222325cbf29ce4).to_be_bytes());
+    uuid::Uuid::new_v8(bytes)
 }
 
 /// Where a consumer's dead letters go: `<prefix>.deadletter.<durable>` (inside the stream, so

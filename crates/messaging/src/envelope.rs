@@ -45,6 +45,8 @@ pub mod header {
     pub const DEAD_LETTER_ATTEMPTS: &str = "Dead-Letter-Attempts";
     /// Dead letters: the durable consumer that gave up.
     pub const DEAD_LETTER_CONSUMER: &str = "Dead-Letter-Consumer";
+    /// Dead letters: the id of the message that was given up.
+    pub const DEAD_LETTER_ORIGINAL_ID: &str = "Dead-Letter-Original-Id";
     /// Dead letters: the subject the message was originally published to.
     pub const DEAD_LETTER_SUBJECT: &str = "Dead-Letter-Subject";
     /// Dead letters: when it was given up.

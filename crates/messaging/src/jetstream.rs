@@ -142,10 +142,20 @@ impl JetStream {
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        self.js.get_or_create_stream(config).await.map(|_| ()).map_err(|e| Error::Provision {
-            what: format!("stream {}", self.stream),
-            reason: e.to_string(),
-        })
+        // Stream creation can fail transiently (a cluster electing a leader, a server tidying
+        // its store directory): try a few times before reporting.
+        let mut last = String::new();
+        for attempt in 1..=5u32 {
+            match self.js.get_or_create_stream(config.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    last = e.to_string();
+                    tracing::warn!(stream = %self.stream, attempt, error = %last, "stream provisioning failed");
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                }
+            }
+        }
+        Err(Error::Provision { what: format!("stream {}", self.stream), reason: last })
     }
 
     /// Deletes the stream (test clean-up).

@@ -208,3 +208,73 @@ mod tests {
         assert!(!subject_matches("a.*", "a.b.c"));
     }
 }
+
+#[cfg(test)]
+mod transport_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::Memory;
+    use crate::{Bus, ConsumerPolicy, Event, HandlerError, Subscription, Transport, header};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Tick {
+        #[prost(uint32, tag = "1")]
+        n: u32,
+    }
+
+    impl prost::Name for Tick {
+        const NAME: &'static str = "Tick";
+        const PACKAGE: &'static str = "memtest";
+    }
+
+    impl Event for Tick {
+        const SUBJECT: &'static str = "clock.events.Tick";
+        fn key(&self) -> String {
+            "clock".into()
+        }
+    }
+
+    fn policy() -> ConsumerPolicy {
+        ConsumerPolicy {
+            backoff: vec![Duration::from_millis(1)],
+            max_deliveries: 3,
+            ..ConsumerPolicy::default()
+        }
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test]
+    async fn fans_out_deduplicates_and_dead_letters_like_jetstream() {
+        let memory = Memory::new("unit");
+        let bus = Bus::new(Arc::new(memory.clone()));
+        let shutdown = crate::CancellationToken::new();
+        let got: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let g = got.clone();
+        let ok = Subscription::new("a", Tick::SUBJECT).policy(policy()).on(move |t: Tick, _| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(t.n);
+                Ok(())
+            }
+        });
+        let failing = Subscription::new("b", Tick::SUBJECT)
+            .policy(policy())
+            .on(|_: Tick, _| async { Err(HandlerError::retryable("nope")) });
+        bus.subscribe(ok, shutdown.clone()).await.unwrap();
+        bus.subscribe(failing, shutdown.clone()).await.unwrap();
+        let env = bus.event(&Tick { n: 1 });
+        bus.publish(&env).await.unwrap();
+        bus.publish(&env).await.unwrap();
+        settle().await;
+        assert_eq!(*got.lock().unwrap(), vec![1], "delivered once despite the duplicate publish");
+        let dead = memory.published_on("unit.deadletter.b");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].header(header::DEAD_LETTER_ATTEMPTS), Some("3"));
+        assert!(memory.is_connected());
+        shutdown.cancel();
+    }
+}

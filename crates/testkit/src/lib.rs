@@ -137,7 +137,7 @@ impl TestDatabase {
         let mut conn = PgConnection::connect(admin_url)
             .await
             .unwrap_or_else(|e| panic!("connect to PostgreSQL at {admin_url}: {e}"));
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .await
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         let url = replace_database(admin_url, &name);
@@ -166,7 +166,7 @@ impl Drop for TestDatabase {
                 rt.block_on(async move {
                     if let Ok(mut conn) = PgConnection::connect(&admin).await {
                         let _ = conn
-                            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
                             .await;
                     }
                 });
