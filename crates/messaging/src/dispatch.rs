@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::envelope::{Envelope, header};
@@ -48,27 +49,24 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         attempt,
         trace_id = %env.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
     );
-    let ctx = MessageContext { envelope: env.clone(), attempt, consumer: Arc::from(sub.durable.as_str()) };
+    let ctx = MessageContext { envelope: env.clone(), attempt, consumer: sub.durable.clone() };
     let fut = match handler.call(ctx) {
         Ok(fut) => fut,
         Err(e) => return Verdict::DeadLetter { reason: e.to_string() },
     };
-    let task = tokio::spawn(fut.instrument(span.clone()));
-    let abort = task.abort_handle();
-    let result = match tokio::time::timeout(policy.handler_timeout, task).await {
+    // The handler runs inline (no task spawn per message: that hop cost ~30 % of throughput);
+    // a panic is caught at this boundary and a timeout drops (cancels) the future, so a timed-out
+    // handler never keeps running beside its own retry.
+    let guarded = std::panic::AssertUnwindSafe(fut.instrument(span.clone())).catch_unwind();
+    let result = match tokio::time::timeout(policy.handler_timeout, guarded).await {
         Ok(Ok(result)) => result,
-        Ok(Err(join)) if join.is_panic() => {
-            Err(HandlerError::Retryable(format!("handler panicked: {}", panic_text(join))))
+        Ok(Err(panic)) => {
+            Err(HandlerError::Retryable(format!("handler panicked: {}", panic_text(panic))))
         }
-        Ok(Err(join)) => Err(HandlerError::Retryable(format!("handler task failed: {join}"))),
-        Err(_) => {
-            // Never let a timed-out handler keep running beside its own retry.
-            abort.abort();
-            Err(HandlerError::Retryable(format!(
-                "handler timed out after {:?}",
-                policy.handler_timeout
-            )))
-        }
+        Err(_) => Err(HandlerError::Retryable(format!(
+            "handler timed out after {:?}",
+            policy.handler_timeout
+        ))),
     };
     let _enter = span.enter();
     match result {
@@ -135,7 +133,7 @@ pub(crate) fn dead_letter(
     copy.subject = dead_letter_subject(prefix, &sub.durable);
     copy.set_header(header::DEAD_LETTER_REASON, reason);
     copy.set_header(header::DEAD_LETTER_ATTEMPTS, attempts.to_string());
-    copy.set_header(header::DEAD_LETTER_CONSUMER, sub.durable.clone());
+    copy.set_header(header::DEAD_LETTER_CONSUMER, sub.durable.to_string());
     copy.set_header(header::DEAD_LETTER_SUBJECT, env.subject.clone());
     copy.set_header(
         header::DEAD_LETTER_AT,
@@ -168,15 +166,12 @@ pub fn dead_letter_subject(prefix: &str, durable: &str) -> String {
     format!("{prefix}.deadletter.{durable}")
 }
 
-fn panic_text(join: tokio::task::JoinError) -> String {
-    match join.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-text panic payload".to_owned()),
-        Err(e) => e.to_string(),
-    }
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
 
 /// Shard index for a key: same key, same worker, so per-key order holds with parallel workers.

@@ -109,7 +109,6 @@ impl Envelope {
         let mut headers = BTreeMap::new();
         headers.insert(header::SENT_AT.to_owned(), now_rfc3339());
         headers.insert(header::CONTENT_TYPE.to_owned(), PROTOBUF.to_owned());
-        headers.insert(header::CORRELATION_ID.to_owned(), id.to_string());
         headers.insert(header::TRACEPARENT.to_owned(), TraceParent::new_root().to_string());
         Envelope {
             id,
@@ -155,9 +154,10 @@ impl Envelope {
         self.header(header::KEY)
     }
 
-    /// The correlation id (defaults to the message's own id when it starts a conversation).
-    pub fn correlation_id(&self) -> &str {
-        self.header(header::CORRELATION_ID).unwrap_or("")
+    /// The correlation id. A message that starts a conversation carries no header (it would
+    /// only repeat the id on every root message): its own id is the correlation id.
+    pub fn correlation_id(&self) -> String {
+        self.header(header::CORRELATION_ID).map(str::to_owned).unwrap_or_else(|| self.id.to_string())
     }
 
     /// The causation id, if the message was caused by another one.
@@ -173,11 +173,7 @@ impl Envelope {
     /// Marks this envelope as caused by `cause`: same correlation id, causation = cause's id, and
     /// the same trace (a child span id), so one checkout is one conversation and one trace.
     pub fn caused_by(mut self, cause: &Envelope) -> Self {
-        let correlation = cause
-            .header(header::CORRELATION_ID)
-            .map(str::to_owned)
-            .unwrap_or_else(|| cause.id.to_string());
-        self.set_header(header::CORRELATION_ID, correlation);
+        self.set_header(header::CORRELATION_ID, cause.correlation_id());
         self.set_header(header::CAUSATION_ID, cause.id.to_string());
         if let Some(parent) = cause.header(header::TRACEPARENT).and_then(TraceParent::parse) {
             self.set_header(header::TRACEPARENT, parent.child().to_string());
@@ -194,8 +190,12 @@ impl Envelope {
     }
 }
 
+/// Milliseconds are enough for humans and latency metrics; every header byte is stored and sent
+/// with every message.
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    let now = OffsetDateTime::now_utc();
+    let millis = now.nanosecond() / 1_000_000 * 1_000_000;
+    now.replace_nanosecond(millis).unwrap_or(now).format(&Rfc3339).unwrap_or_default()
 }
 
 /// A W3C `traceparent` value: version 00, trace id, parent span id, flags.

@@ -203,7 +203,7 @@ impl JetStream {
     fn consumer_config(&self, sub: &Subscription) -> jetstream::consumer::pull::Config {
         let policy = &sub.policy;
         jetstream::consumer::pull::Config {
-            durable_name: Some(sub.durable.clone()),
+            durable_name: Some(sub.durable.to_string()),
             filter_subject: format!("{}.{}", self.prefix, sub.subject),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: policy.ack_wait,
@@ -473,7 +473,7 @@ impl Transport for JetStream {
             let mut shards = Vec::with_capacity(workers);
             let mut tasks = Vec::with_capacity(workers);
             for _ in 0..workers {
-                let (tx, rx) = mpsc::channel(2);
+                let (tx, rx) = mpsc::channel(8);
                 shards.push(tx);
                 tasks.push(tokio::spawn(this.clone().work(sub.clone(), st.clone(), rx)));
             }

@@ -120,7 +120,7 @@ impl Transport for Memory {
             .consumers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(subscription.durable.clone(), Consumer { filter, tx: tx.clone() });
+            .insert(subscription.durable.to_string(), Consumer { filter, tx: tx.clone() });
         let status = ConsumerStatus::new(&subscription.durable);
         status.set_running();
         let this = self.clone();

@@ -155,7 +155,7 @@ impl ConsumerPolicy {
 
 /// One durable consumer: its name, the subject it filters on, its handlers and policy.
 pub struct Subscription {
-    pub(crate) durable: String,
+    pub(crate) durable: Arc<str>,
     pub(crate) subject: String,
     pub(crate) handlers: HashMap<String, Arc<dyn ErasedHandler>>,
     pub(crate) ignored: HashSet<String>,
@@ -178,7 +178,7 @@ impl Subscription {
     /// (e.g. `stores.events.Product`).
     pub fn new(durable: impl Into<String>, subject: impl Into<String>) -> Self {
         Subscription {
-            durable: durable.into(),
+            durable: Arc::from(durable.into()),
             subject: subject.into(),
             handlers: HashMap::new(),
             ignored: HashSet::new(),

@@ -165,8 +165,8 @@ async fn retry_then_dead_letter(ordered: bool) {
     assert_eq!(h.get(header::DEAD_LETTER_SUBJECT).unwrap().as_str(), sent.subject);
     assert!(h.get(header::DEAD_LETTER_REASON).unwrap().as_str().contains("database unavailable"));
     assert_eq!(
-        h.get(header::CORRELATION_ID).unwrap().as_str(),
-        sent.header(header::CORRELATION_ID).unwrap(),
+        h.get(header::TRACEPARENT).unwrap().as_str(),
+        sent.header(header::TRACEPARENT).unwrap(),
         "original headers are kept"
     );
     assert_eq!(dead.payload, sent.payload);
