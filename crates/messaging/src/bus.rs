@@ -22,7 +22,9 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus").field("prefix", &self.transport.prefix()).finish()
+        f.debug_struct("Bus")
+            .field("prefix", &self.transport.prefix())
+            .finish()
     }
 }
 
@@ -85,7 +87,10 @@ impl Bus {
         let env = Envelope::new(subject.clone(), query);
         let answer = self.transport.request(env, timeout).await?;
         if let Some(message) = answer.header(header::QUERY_ERROR) {
-            return Err(Error::Remote { subject, message: message.to_owned() });
+            return Err(Error::Remote {
+                subject,
+                message: message.to_owned(),
+            });
         }
         answer.decode::<Q::Response>()
     }
@@ -122,7 +127,12 @@ impl Bus {
             })
         });
         self.transport
-            .serve(self.query_subject(Q::SUBJECT), group.to_owned(), responder, shutdown)
+            .serve(
+                self.query_subject(Q::SUBJECT),
+                group.to_owned(),
+                responder,
+                shutdown,
+            )
             .await
     }
 }

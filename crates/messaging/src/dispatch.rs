@@ -34,7 +34,10 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
             return Verdict::Ack;
         }
         return Verdict::DeadLetter {
-            reason: format!("unknown message name {:?} for consumer {}", env.name, sub.durable),
+            reason: format!(
+                "unknown message name {:?} for consumer {}",
+                env.name, sub.durable
+            ),
         };
     };
     let span = tracing::info_span!(
@@ -49,10 +52,18 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         attempt,
         trace_id = %env.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
     );
-    let ctx = MessageContext { envelope: env.clone(), attempt, consumer: sub.durable.clone() };
+    let ctx = MessageContext {
+        envelope: env.clone(),
+        attempt,
+        consumer: sub.durable.clone(),
+    };
     let fut = match handler.call(ctx) {
         Ok(fut) => fut,
-        Err(e) => return Verdict::DeadLetter { reason: e.to_string() },
+        Err(e) => {
+            return Verdict::DeadLetter {
+                reason: e.to_string(),
+            };
+        }
     };
     // The handler runs inline (no task spawn per message: that hop cost ~30 % of throughput);
     // a panic is caught at this boundary and a timeout drops (cancels) the future, so a timed-out
@@ -60,9 +71,10 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
     let guarded = std::panic::AssertUnwindSafe(fut.instrument(span.clone())).catch_unwind();
     let result = match tokio::time::timeout(policy.handler_timeout, guarded).await {
         Ok(Ok(result)) => result,
-        Ok(Err(panic)) => {
-            Err(HandlerError::Retryable(format!("handler panicked: {}", panic_text(panic))))
-        }
+        Ok(Err(panic)) => Err(HandlerError::Retryable(format!(
+            "handler panicked: {}",
+            panic_text(panic)
+        ))),
         Err(_) => Err(HandlerError::Retryable(format!(
             "handler timed out after {:?}",
             policy.handler_timeout

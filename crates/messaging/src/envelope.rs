@@ -108,8 +108,10 @@ impl Envelope {
         let id = Uuid::now_v7();
         let mut headers = BTreeMap::new();
         headers.insert(header::SENT_AT.to_owned(), now_rfc3339());
-        headers.insert(header::CONTENT_TYPE.to_owned(), PROTOBUF.to_owned());
-        headers.insert(header::TRACEPARENT.to_owned(), TraceParent::new_root().to_string());
+        headers.insert(
+            header::TRACEPARENT.to_owned(),
+            TraceParent::new_root().to_string(),
+        );
         Envelope {
             id,
             name: M::message_name(),
@@ -129,7 +131,10 @@ impl Envelope {
             )));
         }
         M::decode(self.payload.as_ref()).map_err(|e| {
-            Error::Malformed(format!("payload of {} ({}) does not decode: {e}", self.name, self.id))
+            Error::Malformed(format!(
+                "payload of {} ({}) does not decode: {e}",
+                self.name, self.id
+            ))
         })
     }
 
@@ -149,6 +154,12 @@ impl Envelope {
         self
     }
 
+    /// The payload's content type. Protobuf is the default and is not written on the wire (it
+    /// would cost ~36 bytes on every stored and delivered message); anything else is explicit.
+    pub fn content_type(&self) -> &str {
+        self.header(header::CONTENT_TYPE).unwrap_or(PROTOBUF)
+    }
+
     /// The ordering key, if any.
     pub fn key(&self) -> Option<&str> {
         self.header(header::KEY)
@@ -157,7 +168,9 @@ impl Envelope {
     /// The correlation id. A message that starts a conversation carries no header (it would
     /// only repeat the id on every root message): its own id is the correlation id.
     pub fn correlation_id(&self) -> String {
-        self.header(header::CORRELATION_ID).map(str::to_owned).unwrap_or_else(|| self.id.to_string())
+        self.header(header::CORRELATION_ID)
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.id.to_string())
     }
 
     /// The causation id, if the message was caused by another one.
@@ -167,7 +180,8 @@ impl Envelope {
 
     /// When the message was created, if the header parses.
     pub fn sent_at(&self) -> Option<OffsetDateTime> {
-        self.header(header::SENT_AT).and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+        self.header(header::SENT_AT)
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
     }
 
     /// Marks this envelope as caused by `cause`: same correlation id, causation = cause's id, and
@@ -175,7 +189,10 @@ impl Envelope {
     pub fn caused_by(mut self, cause: &Envelope) -> Self {
         self.set_header(header::CORRELATION_ID, cause.correlation_id());
         self.set_header(header::CAUSATION_ID, cause.id.to_string());
-        if let Some(parent) = cause.header(header::TRACEPARENT).and_then(TraceParent::parse) {
+        if let Some(parent) = cause
+            .header(header::TRACEPARENT)
+            .and_then(TraceParent::parse)
+        {
             self.set_header(header::TRACEPARENT, parent.child().to_string());
         }
         if let Some(state) = cause.header(header::TRACESTATE) {
@@ -186,7 +203,8 @@ impl Envelope {
 
     /// The W3C trace context, if present and well formed.
     pub fn trace_parent(&self) -> Option<TraceParent> {
-        self.header(header::TRACEPARENT).and_then(TraceParent::parse)
+        self.header(header::TRACEPARENT)
+            .and_then(TraceParent::parse)
     }
 }
 
@@ -195,7 +213,10 @@ impl Envelope {
 fn now_rfc3339() -> String {
     let now = OffsetDateTime::now_utc();
     let millis = now.nanosecond() / 1_000_000 * 1_000_000;
-    now.replace_nanosecond(millis).unwrap_or(now).format(&Rfc3339).unwrap_or_default()
+    now.replace_nanosecond(millis)
+        .unwrap_or(now)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// A W3C `traceparent` value: version 00, trace id, parent span id, flags.
@@ -212,12 +233,19 @@ pub struct TraceParent {
 impl TraceParent {
     /// A new trace with a random id.
     pub fn new_root() -> Self {
-        TraceParent { trace_id: Uuid::new_v4().as_u128(), span_id: random_span_id(), flags: 1 }
+        TraceParent {
+            trace_id: Uuid::new_v4().as_u128(),
+            span_id: random_span_id(),
+            flags: 1,
+        }
     }
 
     /// The same trace, a new span.
     pub fn child(&self) -> Self {
-        TraceParent { span_id: random_span_id(), ..*self }
+        TraceParent {
+            span_id: random_span_id(),
+            ..*self
+        }
     }
 
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`.
@@ -235,7 +263,11 @@ impl TraceParent {
         if trace_id == 0 || span_id == 0 {
             return None;
         }
-        Some(TraceParent { trace_id, span_id, flags: u8::from_str_radix(flags, 16).ok()? })
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        })
     }
 
     /// The trace id as 32 lowercase hex digits.
@@ -246,7 +278,11 @@ impl TraceParent {
 
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
     }
 }
 
@@ -268,13 +304,19 @@ mod serde_bytes_b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         let text = String::deserialize(d)?;
-        decode(&text).map(Bytes::from).ok_or_else(|| serde::de::Error::custom("invalid base64"))
+        decode(&text)
+            .map(Bytes::from)
+            .ok_or_else(|| serde::de::Error::custom("invalid base64"))
     }
 
     pub(super) fn encode(input: &[u8]) -> String {
         let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -316,7 +358,9 @@ mod tests {
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.span_id, root.span_id);
         assert!(TraceParent::parse("00-zz-11-01").is_none());
-        assert!(TraceParent::parse("00-00000000000000000000000000000000-0000000000000001-01").is_none());
+        assert!(
+            TraceParent::parse("00-00000000000000000000000000000000-0000000000000001-01").is_none()
+        );
     }
 
     #[test]

@@ -65,7 +65,13 @@ impl JetStreamConfig {
         self.stream.clone().unwrap_or_else(|| {
             self.prefix
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect()
         })
     }
@@ -83,7 +89,10 @@ pub struct JetStream {
 
 impl std::fmt::Debug for JetStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JetStream").field("prefix", &self.prefix).field("stream", &self.stream).finish()
+        f.debug_struct("JetStream")
+            .field("prefix", &self.prefix)
+            .field("stream", &self.stream)
+            .finish()
     }
 }
 
@@ -104,21 +113,27 @@ impl JetStream {
             options = options.user_and_password(user.clone(), password.clone());
         }
         if let Some(path) = &config.credentials_file {
-            options = options.credentials_file(path).await.map_err(|e| Error::Connect {
-                url: config.url.clone(),
-                reason: format!("credentials file {}: {e}", path.display()),
-            })?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| Error::Connect {
+                    url: config.url.clone(),
+                    reason: format!("credentials file {}: {e}", path.display()),
+                })?;
         }
         let urls: Vec<String> = config.url.split(',').map(|u| u.trim().to_owned()).collect();
         let addrs: Vec<async_nats::ServerAddr> = urls
             .iter()
             .map(|u| u.parse())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::Connect { url: config.url.clone(), reason: format!("{e}") })?;
-        let client = options
-            .connect(addrs)
-            .await
-            .map_err(|e| Error::Connect { url: config.url.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::Connect {
+                url: config.url.clone(),
+                reason: format!("{e}"),
+            })?;
+        let client = options.connect(addrs).await.map_err(|e| Error::Connect {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(config.ack_timeout);
         let this = JetStream {
@@ -155,15 +170,22 @@ impl JetStream {
                 }
             }
         }
-        Err(Error::Provision { what: format!("stream {}", self.stream), reason: last })
+        Err(Error::Provision {
+            what: format!("stream {}", self.stream),
+            reason: last,
+        })
     }
 
     /// Deletes the stream (test clean-up).
     pub async fn delete_stream(&self) -> Result<()> {
-        self.js.delete_stream(self.stream.as_ref()).await.map(|_| ()).map_err(|e| Error::Provision {
-            what: format!("delete stream {}", self.stream),
-            reason: e.to_string(),
-        })
+        self.js
+            .delete_stream(self.stream.as_ref())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Provision {
+                what: format!("delete stream {}", self.stream),
+                reason: e.to_string(),
+            })
     }
 
     /// The underlying NATS client (for raw benchmarks and tooling).
@@ -184,12 +206,18 @@ impl JetStream {
     /// Messages a durable consumer has not yet had acknowledged (pending + ack-pending), for lag
     /// metrics and tooling.
     pub async fn consumer_lag(&self, durable: &str) -> Result<(u64, u64)> {
-        let stream = self.js.get_stream(self.stream.as_ref()).await.map_err(|e| Error::Provision {
-            what: format!("stream {}", self.stream),
-            reason: e.to_string(),
-        })?;
-        let mut consumer: jetstream::consumer::PullConsumer =
-            stream.get_consumer(durable).await.map_err(|e| Error::Provision {
+        let stream = self
+            .js
+            .get_stream(self.stream.as_ref())
+            .await
+            .map_err(|e| Error::Provision {
+                what: format!("stream {}", self.stream),
+                reason: e.to_string(),
+            })?;
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_consumer(durable)
+            .await
+            .map_err(|e| Error::Provision {
                 what: format!("consumer {durable}"),
                 reason: e.to_string(),
             })?;
@@ -216,13 +244,19 @@ impl JetStream {
     }
 
     async fn consumer(&self, sub: &Subscription) -> Result<jetstream::consumer::PullConsumer> {
-        let provision = |e: String| Error::Provision { what: format!("consumer {}", sub.durable), reason: e };
+        let provision = |e: String| Error::Provision {
+            what: format!("consumer {}", sub.durable),
+            reason: e,
+        };
         let stream = match self.js.get_stream(self.stream.as_ref()).await {
             Ok(stream) => stream,
             Err(_) => {
                 // The server lost the stream (a fresh server, a wiped store): recreate it.
                 self.ensure_stream().await?;
-                self.js.get_stream(self.stream.as_ref()).await.map_err(|e| provision(e.to_string()))?
+                self.js
+                    .get_stream(self.stream.as_ref())
+                    .await
+                    .map_err(|e| provision(e.to_string()))?
             }
         };
         stream
@@ -274,7 +308,12 @@ impl JetStream {
         }
     }
 
-    async fn work(self, sub: Arc<Subscription>, status: Arc<ConsumerStatus>, mut rx: mpsc::Receiver<jetstream::Message>) {
+    async fn work(
+        self,
+        sub: Arc<Subscription>,
+        status: Arc<ConsumerStatus>,
+        mut rx: mpsc::Receiver<jetstream::Message>,
+    ) {
         let ack_wait = sub.policy.ack_wait;
         while let Some(msg) = rx.recv().await {
             let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
@@ -301,7 +340,8 @@ impl JetStream {
                         Err(e) => {
                             // Never drop: leave it to be redelivered and dead-lettered again.
                             tracing::error!(error = %e, "dead-letter publish failed; will retry");
-                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                                .await
                         }
                     }
                 }
@@ -335,7 +375,9 @@ fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
     if let Some(map) = &msg.headers {
         for (key, values) in map.iter() {
             let key: &str = key.as_ref();
-            let Some(value) = values.first() else { continue };
+            let Some(value) = values.first() else {
+                continue;
+            };
             match key {
                 header::NATS_MSG_ID => id = Some(value.as_str().to_owned()),
                 header::NAME => name = Some(value.as_str().to_owned()),
@@ -397,10 +439,17 @@ impl Transport for JetStream {
             messaging.destination.name = %envelope.subject,
         );
         async {
-            let fail = |reason: String| Error::Publish { subject: envelope.subject.clone(), reason };
+            let fail = |reason: String| Error::Publish {
+                subject: envelope.subject.clone(),
+                reason,
+            };
             let ack = self
                 .js
-                .publish_with_headers(envelope.subject.clone(), headers_of(envelope), envelope.payload.clone())
+                .publish_with_headers(
+                    envelope.subject.clone(),
+                    headers_of(envelope),
+                    envelope.payload.clone(),
+                )
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             ack.await.map(|_| ()).map_err(|e| fail(e.to_string()))
@@ -424,7 +473,10 @@ impl Transport for JetStream {
                 pending.push(sent);
             }
             for (env, sent) in window.iter().zip(pending) {
-                let fail = |reason: String| Error::Publish { subject: env.subject.clone(), reason };
+                let fail = |reason: String| Error::Publish {
+                    subject: env.subject.clone(),
+                    reason,
+                };
                 let result = match sent {
                     Ok(ack) => ack.await.map(|_| ()).map_err(|e| fail(e.to_string())),
                     Err(e) => Err(fail(e.to_string())),
@@ -452,7 +504,10 @@ impl Transport for JetStream {
             Err(e) => Err(match e.kind() {
                 RequestErrorKind::NoResponders => Error::NoResponders { subject },
                 RequestErrorKind::TimedOut => Error::Timeout { subject, timeout },
-                _ => Error::Publish { subject, reason: e.to_string() },
+                _ => Error::Publish {
+                    subject,
+                    reason: e.to_string(),
+                },
             }),
         }
     }
@@ -513,7 +568,10 @@ impl Transport for JetStream {
             .client
             .queue_subscribe(subject.clone(), group.clone())
             .await
-            .map_err(|e| Error::Provision { what: format!("responder {subject}"), reason: e.to_string() })?;
+            .map_err(|e| Error::Provision {
+                what: format!("responder {subject}"),
+                reason: e.to_string(),
+            })?;
         let client = self.client.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -521,7 +579,9 @@ impl Transport for JetStream {
                     _ = shutdown.cancelled() => break,
                     next = subscriber.next() => match next { Some(m) => m, None => break },
                 };
-                let Some(reply_to) = msg.reply.clone() else { continue };
+                let Some(reply_to) = msg.reply.clone() else {
+                    continue;
+                };
                 let client = client.clone();
                 let responder = responder.clone();
                 tokio::spawn(async move {

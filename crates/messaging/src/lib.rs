@@ -22,5 +22,5 @@ pub use envelope::{Envelope, Outcome, PROTOBUF, TraceParent, header};
 pub use error::{Error, Result};
 pub use message::{Command, Empty, Event, Message, Query, Reply};
 pub use subscription::{ConsumerPolicy, HandlerError, HandlerFuture, MessageContext, Subscription};
-pub use transport::{ConsumerHandle, ConsumerStatus, ResponderFn, Transport};
 pub use tokio_util::sync::CancellationToken;
+pub use transport::{ConsumerHandle, ConsumerStatus, ResponderFn, Transport};

@@ -43,29 +43,45 @@ struct Consumer {
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").field("prefix", &self.prefix).finish()
+        f.debug_struct("Memory")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
 impl Memory {
     /// A fresh broker for `prefix`.
     pub fn new(prefix: &str) -> Self {
-        Memory { prefix: Arc::from(prefix), inner: Arc::default() }
+        Memory {
+            prefix: Arc::from(prefix),
+            inner: Arc::default(),
+        }
     }
 
     /// Every envelope published so far, in order (duplicates removed).
     pub fn published(&self) -> Vec<Envelope> {
-        self.inner.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Envelopes published to subjects matching `filter` (full subject, NATS wildcards allowed).
     pub fn published_on(&self, filter: &str) -> Vec<Envelope> {
-        self.published().into_iter().filter(|e| subject_matches(filter, &e.subject)).collect()
+        self.published()
+            .into_iter()
+            .filter(|e| subject_matches(filter, &e.subject))
+            .collect()
     }
 
     fn deliver(&self, env: &Envelope) {
         let env = Arc::new(env.clone());
-        let consumers = self.inner.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        let consumers = self
+            .inner
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for consumer in consumers.values() {
             if subject_matches(&consumer.filter, &env.subject) {
                 let _ = consumer.tx.send((env.clone(), 1));
@@ -81,9 +97,18 @@ impl Transport for Memory {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<()> {
-        let fresh = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(envelope.id);
+        let fresh = self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(envelope.id);
         if fresh {
-            self.inner.log.lock().unwrap_or_else(|e| e.into_inner()).push(envelope.clone());
+            self.inner
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(envelope.clone());
             self.deliver(envelope);
         }
         Ok(())
@@ -98,13 +123,18 @@ impl Transport for Memory {
             .get(&envelope.subject)
             .cloned();
         let Some(responder) = responder else {
-            return Err(Error::NoResponders { subject: envelope.subject });
+            return Err(Error::NoResponders {
+                subject: envelope.subject,
+            });
         };
         let subject = envelope.subject.clone();
         match tokio::time::timeout(timeout, responder(envelope.clone())).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(message)) => Ok(crate::bus::response_envelope(&envelope, &crate::message::Empty {})
-                .with_header(crate::header::QUERY_ERROR, message)),
+            Ok(Err(message)) => Ok(crate::bus::response_envelope(
+                &envelope,
+                &crate::message::Empty {},
+            )
+            .with_header(crate::header::QUERY_ERROR, message)),
             Err(_) => Err(Error::Timeout { subject, timeout }),
         }
     }
@@ -120,7 +150,13 @@ impl Transport for Memory {
             .consumers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(subscription.durable.to_string(), Consumer { filter, tx: tx.clone() });
+            .insert(
+                subscription.durable.to_string(),
+                Consumer {
+                    filter,
+                    tx: tx.clone(),
+                },
+            );
         let status = ConsumerStatus::new(&subscription.durable);
         status.set_running();
         let this = self.clone();
@@ -144,7 +180,8 @@ impl Transport for Memory {
                         });
                     }
                     Verdict::DeadLetter { reason } => {
-                        let dead = dispatch::dead_letter(&this.prefix, &sub, &env, &reason, attempts);
+                        let dead =
+                            dispatch::dead_letter(&this.prefix, &sub, &env, &reason, attempts);
                         let _ = this.publish(&dead).await;
                         st.count_settled();
                     }
@@ -170,7 +207,11 @@ impl Transport for Memory {
         let inner = self.inner.clone();
         Ok(tokio::spawn(async move {
             shutdown.cancelled().await;
-            inner.responders.lock().unwrap_or_else(|e| e.into_inner()).remove(&subject);
+            inner
+                .responders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&subject);
         }))
     }
 
@@ -254,13 +295,15 @@ mod transport_tests {
         let shutdown = crate::CancellationToken::new();
         let got: Arc<Mutex<Vec<u32>>> = Arc::default();
         let g = got.clone();
-        let ok = Subscription::new("a", Tick::SUBJECT).policy(policy()).on(move |t: Tick, _| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push(t.n);
-                Ok(())
-            }
-        });
+        let ok = Subscription::new("a", Tick::SUBJECT)
+            .policy(policy())
+            .on(move |t: Tick, _| {
+                let g = g.clone();
+                async move {
+                    g.lock().unwrap().push(t.n);
+                    Ok(())
+                }
+            });
         let failing = Subscription::new("b", Tick::SUBJECT)
             .policy(policy())
             .on(|_: Tick, _| async { Err(HandlerError::retryable("nope")) });
@@ -270,7 +313,11 @@ mod transport_tests {
         bus.publish(&env).await.unwrap();
         bus.publish(&env).await.unwrap();
         settle().await;
-        assert_eq!(*got.lock().unwrap(), vec![1], "delivered once despite the duplicate publish");
+        assert_eq!(
+            *got.lock().unwrap(),
+            vec![1],
+            "delivered once despite the duplicate publish"
+        );
         let dead = memory.published_on("unit.deadletter.b");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].header(header::DEAD_LETTER_ATTEMPTS), Some("3"));

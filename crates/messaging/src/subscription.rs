@@ -103,7 +103,10 @@ where
 {
     fn call(&self, ctx: MessageContext) -> Result<HandlerFuture, Error> {
         let msg = M::decode(ctx.envelope.payload.as_ref()).map_err(|e| {
-            Error::Malformed(format!("payload of {} does not decode: {e}", ctx.envelope.name))
+            Error::Malformed(format!(
+                "payload of {} does not decode: {e}",
+                ctx.envelope.name
+            ))
         })?;
         Ok(Box::pin((self.f)(msg, ctx)))
     }
@@ -149,7 +152,11 @@ impl ConsumerPolicy {
     /// The delay after the given failed attempt (1-based).
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let idx = (attempt.max(1) - 1) as usize;
-        self.backoff.get(idx).or(self.backoff.last()).copied().unwrap_or(Duration::from_secs(1))
+        self.backoff
+            .get(idx)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
@@ -193,7 +200,10 @@ impl Subscription {
         F: Fn(M, MessageContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let typed = Typed { f: handler, _m: std::marker::PhantomData };
+        let typed = Typed {
+            f: handler,
+            _m: std::marker::PhantomData,
+        };
         self.handlers.insert(M::message_name(), Arc::new(typed));
         self
     }

@@ -15,8 +15,11 @@ use crate::error::Result;
 use crate::subscription::Subscription;
 
 /// Answers one query envelope with a response envelope, or an error text for the caller.
-pub type ResponderFn =
-    Arc<dyn Fn(Envelope) -> Pin<Box<dyn Future<Output = Result<Envelope, String>> + Send>> + Send + Sync>;
+pub type ResponderFn = Arc<
+    dyn Fn(Envelope) -> Pin<Box<dyn Future<Output = Result<Envelope, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Moves envelopes: publish with broker confirmation, request/reply, durable consumers.
 #[async_trait]
@@ -110,7 +113,10 @@ impl ConsumerStatus {
 
     /// The error that last stopped it, if it is not running.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -19,7 +19,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn fast_policy() -> ConsumerPolicy {
     ConsumerPolicy {
-        backoff: vec![Duration::from_millis(50), Duration::from_millis(100), Duration::from_millis(200)],
+        backoff: vec![
+            Duration::from_millis(50),
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+        ],
         max_deliveries: 3,
         handler_timeout: Duration::from_secs(2),
         workers: 4,
@@ -31,19 +35,28 @@ fn fast_policy() -> ConsumerPolicy {
 type Seen = Arc<Mutex<Vec<(String, u64, Envelope)>>>;
 
 fn recorder(durable: &str, subject: &str, seen: Seen) -> Subscription {
-    Subscription::new(durable, subject).policy(fast_policy()).on(move |ping: Ping, ctx| {
-        let seen = seen.clone();
-        async move {
-            seen.lock().unwrap().push((ping.key, ping.seq, (*ctx.envelope).clone()));
-            Ok(())
-        }
-    })
+    Subscription::new(durable, subject)
+        .policy(fast_policy())
+        .on(move |ping: Ping, ctx| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push((ping.key, ping.seq, (*ctx.envelope).clone()));
+                Ok(())
+            }
+        })
 }
 
 /// Dead letters arrive whatever their name: subscribe with a catch-all for the names we use.
 async fn raw_dead_letters(world: &World, durable: &str) -> Arc<Mutex<Vec<async_nats::Message>>> {
     let got: Arc<Mutex<Vec<async_nats::Message>>> = Arc::default();
-    let mut sub = world.js.client().subscribe(dead_letter_subject(&world.prefix, durable)).await.unwrap();
+    let mut sub = world
+        .js
+        .client()
+        .subscribe(dead_letter_subject(&world.prefix, durable))
+        .await
+        .unwrap();
     let g = got.clone();
     tokio::spawn(async move {
         use futures_util::StreamExt;
@@ -58,7 +71,14 @@ async fn raw_dead_letters(world: &World, durable: &str) -> Arc<Mutex<Vec<async_n
 async fn publish_pings(bus: &Bus, key: &str, range: std::ops::Range<u64>) -> Vec<Envelope> {
     let mut out = Vec::new();
     for seq in range {
-        out.push(bus.publish_event(&Ping { key: key.into(), seq }).await.unwrap());
+        out.push(
+            bus.publish_event(&Ping {
+                key: key.into(),
+                seq,
+            })
+            .await
+            .unwrap(),
+        );
     }
     out
 }
@@ -68,8 +88,22 @@ async fn one_event_fans_out_to_every_subscribing_service() {
     let world = World::new("fanout").await;
     let a: Seen = Arc::default();
     let b: Seen = Arc::default();
-    world.bus.subscribe(recorder("baskets-things", Ping::SUBJECT_, a.clone()), world.shutdown.clone()).await.unwrap();
-    world.bus.subscribe(recorder("depot-things", Ping::SUBJECT_, b.clone()), world.shutdown.clone()).await.unwrap();
+    world
+        .bus
+        .subscribe(
+            recorder("baskets-things", Ping::SUBJECT_, a.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    world
+        .bus
+        .subscribe(
+            recorder("depot-things", Ping::SUBJECT_, b.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
     publish_pings(&world.bus, "k", 0..20).await;
     eventually(WAIT, "both services get all 20", || async {
         (a.lock().unwrap().len() == 20 && b.lock().unwrap().len() == 20).then_some(())
@@ -83,10 +117,30 @@ async fn competing_instances_share_the_work_and_handle_nothing_twice() {
     let first: Seen = Arc::default();
     let second: Seen = Arc::default();
     let other = world.another_instance().await;
-    world.bus.subscribe(recorder("svc", Ping::SUBJECT_, first.clone()), world.shutdown.clone()).await.unwrap();
-    other.subscribe(recorder("svc", Ping::SUBJECT_, second.clone()), world.shutdown.clone()).await.unwrap();
+    world
+        .bus
+        .subscribe(
+            recorder("svc", Ping::SUBJECT_, first.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    other
+        .subscribe(
+            recorder("svc", Ping::SUBJECT_, second.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
     for i in 0..200u64 {
-        world.bus.publish_event(&Ping { key: format!("k{}", i % 16), seq: i }).await.unwrap();
+        world
+            .bus
+            .publish_event(&Ping {
+                key: format!("k{}", i % 16),
+                seq: i,
+            })
+            .await
+            .unwrap();
     }
     eventually(WAIT, "200 handled in total", || async {
         (first.lock().unwrap().len() + second.lock().unwrap().len() >= 200).then_some(())
@@ -100,7 +154,12 @@ async fn competing_instances_share_the_work_and_handle_nothing_twice() {
         assert!(ids.insert(env.id), "message {} handled twice", env.id);
     }
     assert_eq!(ids.len(), 200);
-    assert!(!a.is_empty() && !b.is_empty(), "both instances should get work: {} / {}", a.len(), b.len());
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both instances should get work: {} / {}",
+        a.len(),
+        b.len()
+    );
 }
 
 #[tokio::test]
@@ -109,21 +168,36 @@ async fn messages_of_one_key_are_handled_in_order_by_four_workers() {
     let seen: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
     let s = seen.clone();
     let sub = Subscription::new("ordered", Ping::SUBJECT_)
-        .policy(ConsumerPolicy { workers: 4, ordered: true, ..fast_policy() })
+        .policy(ConsumerPolicy {
+            workers: 4,
+            ordered: true,
+            ..fast_policy()
+        })
         .on(move |ping: Ping, _ctx| {
             let s = s.clone();
             async move {
                 // Uneven work so that a key-blind dispatcher would reorder.
                 tokio::time::sleep(Duration::from_micros((ping.seq * 7919) % 3000)).await;
-                s.lock().unwrap().entry(ping.key).or_default().push(ping.seq);
+                s.lock()
+                    .unwrap()
+                    .entry(ping.key)
+                    .or_default()
+                    .push(ping.seq);
                 Ok(())
             }
         });
-    world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
+    world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
     let mut envs = Vec::new();
     for seq in 0..50u64 {
         for key in ["a", "b", "c", "d", "e", "f"] {
-            envs.push(world.bus.event(&Ping { key: key.into(), seq }));
+            envs.push(world.bus.event(&Ping {
+                key: key.into(),
+                seq,
+            }));
         }
     }
     for r in world.bus.transport().publish_batch(&envs).await {
@@ -145,7 +219,10 @@ async fn retry_then_dead_letter(ordered: bool) {
     let attempts: Arc<Mutex<Vec<(u32, Instant)>>> = Arc::default();
     let a = attempts.clone();
     let sub = Subscription::new("flaky", Ping::SUBJECT_)
-        .policy(ConsumerPolicy { ordered, ..fast_policy() })
+        .policy(ConsumerPolicy {
+            ordered,
+            ..fast_policy()
+        })
         .on(move |_: Ping, ctx| {
             let a = a.clone();
             async move {
@@ -153,17 +230,48 @@ async fn retry_then_dead_letter(ordered: bool) {
                 Err(HandlerError::retryable("database unavailable"))
             }
         });
-    world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
-    let sent = world.bus.publish_event(&Ping { key: "k".into(), seq: 1 }).await.unwrap();
-    let dead = eventually(WAIT, "a dead letter", || async { dlq.lock().unwrap().first().cloned() }).await;
+    world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
+    let sent = world
+        .bus
+        .publish_event(&Ping {
+            key: "k".into(),
+            seq: 1,
+        })
+        .await
+        .unwrap();
+    let dead = eventually(WAIT, "a dead letter", || async {
+        dlq.lock().unwrap().first().cloned()
+    })
+    .await;
     let h = dead.headers.clone().unwrap();
-    assert_eq!(h.get(header::DEAD_LETTER_ORIGINAL_ID).unwrap().as_str(), sent.id.to_string());
-    assert_ne!(h.get(header::NATS_MSG_ID).unwrap().as_str(), sent.id.to_string());
+    assert_eq!(
+        h.get(header::DEAD_LETTER_ORIGINAL_ID).unwrap().as_str(),
+        sent.id.to_string()
+    );
+    assert_ne!(
+        h.get(header::NATS_MSG_ID).unwrap().as_str(),
+        sent.id.to_string()
+    );
     assert_eq!(h.get(header::NAME).unwrap().as_str(), "test.v1.Ping");
     assert_eq!(h.get(header::DEAD_LETTER_ATTEMPTS).unwrap().as_str(), "3");
-    assert_eq!(h.get(header::DEAD_LETTER_CONSUMER).unwrap().as_str(), "flaky");
-    assert_eq!(h.get(header::DEAD_LETTER_SUBJECT).unwrap().as_str(), sent.subject);
-    assert!(h.get(header::DEAD_LETTER_REASON).unwrap().as_str().contains("database unavailable"));
+    assert_eq!(
+        h.get(header::DEAD_LETTER_CONSUMER).unwrap().as_str(),
+        "flaky"
+    );
+    assert_eq!(
+        h.get(header::DEAD_LETTER_SUBJECT).unwrap().as_str(),
+        sent.subject
+    );
+    assert!(
+        h.get(header::DEAD_LETTER_REASON)
+            .unwrap()
+            .as_str()
+            .contains("database unavailable")
+    );
     assert_eq!(
         h.get(header::TRACEPARENT).unwrap().as_str(),
         sent.header(header::TRACEPARENT).unwrap(),
@@ -173,18 +281,36 @@ async fn retry_then_dead_letter(ordered: bool) {
     let a = attempts.lock().unwrap().clone();
     assert_eq!(a.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![1, 2, 3]);
     // The back-off table is honoured between attempts (50 ms, then 100 ms).
-    assert!(a[1].1 - a[0].1 >= Duration::from_millis(45), "{:?}", a[1].1 - a[0].1);
-    assert!(a[2].1 - a[1].1 >= Duration::from_millis(95), "{:?}", a[2].1 - a[1].1);
+    assert!(
+        a[1].1 - a[0].1 >= Duration::from_millis(45),
+        "{:?}",
+        a[1].1 - a[0].1
+    );
+    assert!(
+        a[2].1 - a[1].1 >= Duration::from_millis(95),
+        "{:?}",
+        a[2].1 - a[1].1
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(attempts.lock().unwrap().len(), 3, "no delivery after the dead letter");
+    assert_eq!(
+        attempts.lock().unwrap().len(),
+        3,
+        "no delivery after the dead letter"
+    );
     assert_eq!(dlq.lock().unwrap().len(), 1);
-    assert!(stored(&world, &dead_letter_subject(&world.prefix, "flaky")).await, "dead letter kept in the stream");
+    assert!(
+        stored(&world, &dead_letter_subject(&world.prefix, "flaky")).await,
+        "dead letter kept in the stream"
+    );
 }
 
 /// Whether the stream holds a message on `subject` (dead letters must be stored, not just sent).
 async fn stored(world: &World, subject: &str) -> bool {
     let stream = world.js.context().get_stream(&world.prefix).await.unwrap();
-    stream.get_last_raw_message_by_subject(subject).await.is_ok()
+    stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .is_ok()
 }
 
 #[tokio::test]
@@ -203,7 +329,11 @@ async fn poison_messages_are_dead_lettered_at_once_and_do_not_block_the_consumer
     let dlq = raw_dead_letters(&world, "victim").await;
     let seen: Seen = Arc::default();
     let sub = recorder("victim", Ping::SUBJECT_, seen.clone()).ignore(["test.v1.Pong"]);
-    world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
+    world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
     let client = world.js.context();
     let subject = world.bus.subject(Ping::SUBJECT_);
     let raw = |name: Option<&str>, id: Option<String>, payload: &'static [u8]| {
@@ -217,17 +347,41 @@ async fn poison_messages_are_dead_lettered_at_once_and_do_not_block_the_consumer
         (h, bytes::Bytes::from_static(payload))
     };
     let cases = [
-        raw(Some("test.v1.Ping"), Some(uuid::Uuid::now_v7().to_string()), b"\xff\xff\xff"),
-        raw(Some("test.v1.Nope"), Some(uuid::Uuid::now_v7().to_string()), b""),
+        raw(
+            Some("test.v1.Ping"),
+            Some(uuid::Uuid::now_v7().to_string()),
+            b"\xff\xff\xff",
+        ),
+        raw(
+            Some("test.v1.Nope"),
+            Some(uuid::Uuid::now_v7().to_string()),
+            b"",
+        ),
         raw(None, Some(uuid::Uuid::now_v7().to_string()), b""),
         raw(Some("test.v1.Ping"), None, b""),
     ];
     for (h, p) in cases {
-        client.publish_with_headers(subject.clone(), h, p).await.unwrap().await.unwrap();
+        client
+            .publish_with_headers(subject.clone(), h, p)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     // A known-but-ignored name is acked and skipped, not dead-lettered.
-    world.bus.publish_event(&Pong { key: "k".into() }).await.unwrap();
-    world.bus.publish_event(&Ping { key: "k".into(), seq: 7 }).await.unwrap();
+    world
+        .bus
+        .publish_event(&Pong { key: "k".into() })
+        .await
+        .unwrap();
+    world
+        .bus
+        .publish_event(&Ping {
+            key: "k".into(),
+            seq: 7,
+        })
+        .await
+        .unwrap();
     eventually(WAIT, "good message handled after the poison", || async {
         (seen.lock().unwrap().len() == 1).then_some(())
     })
@@ -239,16 +393,52 @@ async fn poison_messages_are_dead_lettered_at_once_and_do_not_block_the_consumer
     .await;
     let reasons: Vec<String> = dead
         .iter()
-        .map(|m| m.headers.as_ref().unwrap().get(header::DEAD_LETTER_REASON).unwrap().as_str().to_owned())
+        .map(|m| {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get(header::DEAD_LETTER_REASON)
+                .unwrap()
+                .as_str()
+                .to_owned()
+        })
         .collect();
-    assert!(reasons.iter().any(|r| r.contains("does not decode")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("unknown message name")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("missing header Message-Name")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("missing header Nats-Msg-Id")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("does not decode")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown message name")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("missing header Message-Name")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("missing header Nats-Msg-Id")),
+        "{reasons:?}"
+    );
     for m in &dead {
-        assert_eq!(m.headers.as_ref().unwrap().get(header::DEAD_LETTER_ATTEMPTS).unwrap().as_str(), "1");
+        assert_eq!(
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get(header::DEAD_LETTER_ATTEMPTS)
+                .unwrap()
+                .as_str(),
+            "1"
+        );
     }
-    assert_eq!(seen.lock().unwrap().len(), 1, "poison never reaches the handler");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "poison never reaches the handler"
+    );
 }
 
 #[tokio::test]
@@ -256,21 +446,29 @@ async fn a_panicking_handler_does_not_take_the_consumer_down() {
     let world = World::new("panic").await;
     let calls: Arc<Mutex<Vec<u32>>> = Arc::default();
     let c = calls.clone();
-    let sub = Subscription::new("brittle", Ping::SUBJECT_).policy(fast_policy()).on(move |p: Ping, ctx| {
-        let c = c.clone();
-        async move {
-            c.lock().unwrap().push(ctx.attempt);
-            if p.seq == 1 && ctx.attempt == 1 {
-                panic!("boom");
+    let sub = Subscription::new("brittle", Ping::SUBJECT_)
+        .policy(fast_policy())
+        .on(move |p: Ping, ctx| {
+            let c = c.clone();
+            async move {
+                c.lock().unwrap().push(ctx.attempt);
+                if p.seq == 1 && ctx.attempt == 1 {
+                    panic!("boom");
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    });
-    world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
+        });
+    world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
     publish_pings(&world.bus, "k", 0..3).await;
-    eventually(WAIT, "all three handled, the panicking one on its retry", || async {
-        (calls.lock().unwrap().len() == 4).then_some(())
-    })
+    eventually(
+        WAIT,
+        "all three handled, the panicking one on its retry",
+        || async { (calls.lock().unwrap().len() == 4).then_some(()) },
+    )
     .await;
     assert_eq!(calls.lock().unwrap().iter().filter(|a| **a == 2).count(), 1);
 }
@@ -280,37 +478,84 @@ async fn a_handler_that_hangs_times_out_and_is_retried() {
     let world = World::new("timeout").await;
     let calls: Arc<Mutex<Vec<u32>>> = Arc::default();
     let c = calls.clone();
-    let policy = ConsumerPolicy { handler_timeout: Duration::from_millis(200), ..fast_policy() };
-    let sub = Subscription::new("slow", Ping::SUBJECT_).policy(policy).on(move |_: Ping, ctx| {
-        let c = c.clone();
-        async move {
-            c.lock().unwrap().push(ctx.attempt);
-            if ctx.attempt == 1 {
-                tokio::time::sleep(Duration::from_secs(60)).await;
+    let policy = ConsumerPolicy {
+        handler_timeout: Duration::from_millis(200),
+        ..fast_policy()
+    };
+    let sub = Subscription::new("slow", Ping::SUBJECT_)
+        .policy(policy)
+        .on(move |_: Ping, ctx| {
+            let c = c.clone();
+            async move {
+                c.lock().unwrap().push(ctx.attempt);
+                if ctx.attempt == 1 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    });
-    world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
-    world.bus.publish_event(&Ping { key: "k".into(), seq: 0 }).await.unwrap();
-    eventually(WAIT, "second attempt", || async { (calls.lock().unwrap().len() == 2).then_some(()) }).await;
+        });
+    world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
+    world
+        .bus
+        .publish_event(&Ping {
+            key: "k".into(),
+            seq: 0,
+        })
+        .await
+        .unwrap();
+    eventually(WAIT, "second attempt", || async {
+        (calls.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn publishing_the_same_envelope_twice_stores_and_handles_it_once() {
     let world = World::new("dedupe").await;
     let seen: Seen = Arc::default();
-    world.bus.subscribe(recorder("once", Ping::SUBJECT_, seen.clone()), world.shutdown.clone()).await.unwrap();
-    let env = world.bus.event(&Ping { key: "k".into(), seq: 1 });
+    world
+        .bus
+        .subscribe(
+            recorder("once", Ping::SUBJECT_, seen.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let env = world.bus.event(&Ping {
+        key: "k".into(),
+        seq: 1,
+    });
     world.bus.publish(&env).await.unwrap();
     world.bus.publish(&env).await.unwrap();
-    world.bus.publish_event(&Ping { key: "k".into(), seq: 2 }).await.unwrap();
+    world
+        .bus
+        .publish_event(&Ping {
+            key: "k".into(),
+            seq: 2,
+        })
+        .await
+        .unwrap();
     eventually(WAIT, "the marker message", || async {
-        seen.lock().unwrap().iter().any(|(_, s, _)| *s == 2).then_some(())
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, s, _)| *s == 2)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(seen.lock().unwrap().iter().filter(|(_, s, _)| *s == 1).count(), 1);
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s, _)| *s == 1)
+            .count(),
+        1
+    );
     let mut stream = world.js.context().get_stream(&world.prefix).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
 }
@@ -320,15 +565,34 @@ async fn a_restarted_consumer_resumes_without_losing_or_rehandling() {
     let world = World::new("resume").await;
     let seen: Seen = Arc::default();
     let stop = world.shutdown.child_token();
-    let handle = world.bus.subscribe(recorder("durable", Ping::SUBJECT_, seen.clone()), stop.clone()).await.unwrap();
+    let handle = world
+        .bus
+        .subscribe(
+            recorder("durable", Ping::SUBJECT_, seen.clone()),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
     publish_pings(&world.bus, "k", 0..10).await;
-    eventually(WAIT, "first ten", || async { (seen.lock().unwrap().len() == 10).then_some(()) }).await;
+    eventually(WAIT, "first ten", || async {
+        (seen.lock().unwrap().len() == 10).then_some(())
+    })
+    .await;
     stop.cancel();
     handle.task.await.unwrap();
     publish_pings(&world.bus, "k", 10..20).await;
     let later = world.another_instance().await;
-    later.subscribe(recorder("durable", Ping::SUBJECT_, seen.clone()), world.shutdown.clone()).await.unwrap();
-    eventually(WAIT, "next ten", || async { (seen.lock().unwrap().len() == 20).then_some(()) }).await;
+    later
+        .subscribe(
+            recorder("durable", Ping::SUBJECT_, seen.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "next ten", || async {
+        (seen.lock().unwrap().len() == 20).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seqs: Vec<u64> = seen.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
@@ -338,29 +602,46 @@ async fn a_restarted_consumer_resumes_without_losing_or_rehandling() {
 async fn a_command_gets_its_reply_on_the_named_channel() {
     let world = World::new("command").await;
     let bus = world.bus.clone();
-    let handler = Subscription::new("customer-commands", Authorize::SUBJECT_).policy(fast_policy()).on(
-        move |cmd: Authorize, ctx| {
+    let handler = Subscription::new("customer-commands", Authorize::SUBJECT_)
+        .policy(fast_policy())
+        .on(move |cmd: Authorize, ctx| {
             let bus = bus.clone();
             async move {
-                let outcome = if cmd.id == "good" { Outcome::Success } else { Outcome::Failure };
+                let outcome = if cmd.id == "good" {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
                 let reply = ctx.reply(outcome, &Authorized { id: cmd.id })?;
                 bus.publish(&reply).await.map_err(HandlerError::retryable)
             }
-        },
-    );
-    world.bus.subscribe(handler, world.shutdown.clone()).await.unwrap();
+        });
+    world
+        .bus
+        .subscribe(handler, world.shutdown.clone())
+        .await
+        .unwrap();
     let replies: Arc<Mutex<Vec<Envelope>>> = Arc::default();
     let r = replies.clone();
-    let saga = Subscription::new("saga-replies", "saga.replies.Test").on(move |_: Authorized, ctx| {
-        let r = r.clone();
-        async move {
-            r.lock().unwrap().push((*ctx.envelope).clone());
-            Ok(())
-        }
-    });
-    world.bus.subscribe(saga, world.shutdown.clone()).await.unwrap();
-    let good = world.bus.command(&Authorize { id: "good".into() }, "saga.replies.Test");
-    let bad = world.bus.command(&Authorize { id: "bad".into() }, "saga.replies.Test");
+    let saga =
+        Subscription::new("saga-replies", "saga.replies.Test").on(move |_: Authorized, ctx| {
+            let r = r.clone();
+            async move {
+                r.lock().unwrap().push((*ctx.envelope).clone());
+                Ok(())
+            }
+        });
+    world
+        .bus
+        .subscribe(saga, world.shutdown.clone())
+        .await
+        .unwrap();
+    let good = world
+        .bus
+        .command(&Authorize { id: "good".into() }, "saga.replies.Test");
+    let bad = world
+        .bus
+        .command(&Authorize { id: "bad".into() }, "saga.replies.Test");
     world.bus.publish(&good).await.unwrap();
     world.bus.publish(&bad).await.unwrap();
     let got = eventually(WAIT, "two replies", || async {
@@ -371,7 +652,11 @@ async fn a_command_gets_its_reply_on_the_named_channel() {
     for reply in got {
         let payload: Authorized = reply.decode().unwrap();
         let command = if payload.id == "good" { &good } else { &bad };
-        let expected = if payload.id == "good" { "success" } else { "failure" };
+        let expected = if payload.id == "good" {
+            "success"
+        } else {
+            "failure"
+        };
         assert_eq!(reply.header(header::REPLY_OUTCOME), Some(expected));
         assert_eq!(reply.causation_id(), Some(command.id.to_string().as_str()));
         assert_eq!(reply.correlation_id(), command.correlation_id());
@@ -384,19 +669,36 @@ async fn a_command_without_reply_channel_is_dead_lettered_not_crashed() {
     let world = World::new("noreply").await;
     let dlq = raw_dead_letters(&world, "cmds").await;
     let bus = world.bus.clone();
-    let handler = Subscription::new("cmds", Authorize::SUBJECT_).policy(fast_policy()).on(move |cmd: Authorize, ctx| {
-        let bus = bus.clone();
-        async move {
-            let reply = ctx.reply(Outcome::Success, &Authorized { id: cmd.id })?;
-            bus.publish(&reply).await.map_err(HandlerError::retryable)
-        }
-    });
-    world.bus.subscribe(handler, world.shutdown.clone()).await.unwrap();
-    let mut cmd = world.bus.command(&Authorize { id: "x".into() }, "saga.replies.Test");
+    let handler = Subscription::new("cmds", Authorize::SUBJECT_)
+        .policy(fast_policy())
+        .on(move |cmd: Authorize, ctx| {
+            let bus = bus.clone();
+            async move {
+                let reply = ctx.reply(Outcome::Success, &Authorized { id: cmd.id })?;
+                bus.publish(&reply).await.map_err(HandlerError::retryable)
+            }
+        });
+    world
+        .bus
+        .subscribe(handler, world.shutdown.clone())
+        .await
+        .unwrap();
+    let mut cmd = world
+        .bus
+        .command(&Authorize { id: "x".into() }, "saga.replies.Test");
     cmd.headers.remove(header::REPLY_TO);
     world.bus.publish(&cmd).await.unwrap();
-    let dead = eventually(WAIT, "dead letter", || async { dlq.lock().unwrap().first().cloned() }).await;
-    let reason = dead.headers.unwrap().get(header::DEAD_LETTER_REASON).unwrap().as_str().to_owned();
+    let dead = eventually(WAIT, "dead letter", || async {
+        dlq.lock().unwrap().first().cloned()
+    })
+    .await;
+    let reason = dead
+        .headers
+        .unwrap()
+        .get(header::DEAD_LETTER_REASON)
+        .unwrap()
+        .as_str()
+        .to_owned();
     assert!(reason.contains("Reply-To"), "{reason}");
 }
 
@@ -405,7 +707,10 @@ async fn queries_are_answered_time_out_and_report_missing_responders() {
     let world = World::new("query").await;
     let timeout = Duration::from_millis(500);
     let missing = world.bus.query(&Lookup { id: "x".into() }, timeout).await;
-    assert!(matches!(missing, Err(Error::NoResponders { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NoResponders { .. })),
+        "{missing:?}"
+    );
     world
         .bus
         .serve::<Lookup, _, _>(
@@ -414,10 +719,14 @@ async fn queries_are_answered_time_out_and_report_missing_responders() {
                 match q.id.as_str() {
                     "slow" => {
                         tokio::time::sleep(Duration::from_secs(5)).await;
-                        Ok(Found { name: "late".into() })
+                        Ok(Found {
+                            name: "late".into(),
+                        })
                     }
                     "bad" => Err("no such thing".to_owned()),
-                    id => Ok(Found { name: format!("name of {id}") }),
+                    id => Ok(Found {
+                        name: format!("name of {id}"),
+                    }),
                 }
             },
             world.shutdown.clone(),
@@ -425,21 +734,50 @@ async fn queries_are_answered_time_out_and_report_missing_responders() {
         .await
         .unwrap();
     world.js.client().flush().await.unwrap();
-    let found = world.bus.query(&Lookup { id: "p1".into() }, timeout).await.unwrap();
+    let found = world
+        .bus
+        .query(&Lookup { id: "p1".into() }, timeout)
+        .await
+        .unwrap();
     assert_eq!(found.name, "name of p1");
-    let slow = world.bus.query(&Lookup { id: "slow".into() }, timeout).await;
+    let slow = world
+        .bus
+        .query(&Lookup { id: "slow".into() }, timeout)
+        .await;
     assert!(matches!(slow, Err(Error::Timeout { .. })), "{slow:?}");
     let bad = world.bus.query(&Lookup { id: "bad".into() }, timeout).await;
-    assert!(matches!(&bad, Err(Error::Remote { message, .. }) if message == "no such thing"), "{bad:?}");
+    assert!(
+        matches!(&bad, Err(Error::Remote { message, .. }) if message == "no such thing"),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]
 async fn headers_travel_and_caused_messages_stay_in_the_trace() {
     let world = World::new("headers").await;
     let seen: Seen = Arc::default();
-    world.bus.subscribe(recorder("hdrs", Ping::SUBJECT_, seen.clone()), world.shutdown.clone()).await.unwrap();
-    let first = world.bus.event(&Ping { key: "k".into(), seq: 1 }).with_header("X-Custom", "yes");
-    let second = world.bus.event(&Ping { key: "k".into(), seq: 2 }).caused_by(&first);
+    world
+        .bus
+        .subscribe(
+            recorder("hdrs", Ping::SUBJECT_, seen.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    let first = world
+        .bus
+        .event(&Ping {
+            key: "k".into(),
+            seq: 1,
+        })
+        .with_header("X-Custom", "yes");
+    let second = world
+        .bus
+        .event(&Ping {
+            key: "k".into(),
+            seq: 2,
+        })
+        .caused_by(&first);
     world.bus.publish(&first).await.unwrap();
     world.bus.publish(&second).await.unwrap();
     let got = eventually(WAIT, "both", || async {
@@ -453,11 +791,17 @@ async fn headers_travel_and_caused_messages_stay_in_the_trace() {
     assert_eq!(a.header("X-Custom"), Some("yes"));
     assert_eq!(b.correlation_id(), first.id.to_string());
     assert_eq!(b.causation_id(), Some(first.id.to_string().as_str()));
-    assert_eq!(a.trace_parent().unwrap().trace_id, b.trace_parent().unwrap().trace_id);
-    assert_ne!(a.trace_parent().unwrap().span_id, b.trace_parent().unwrap().span_id);
+    assert_eq!(
+        a.trace_parent().unwrap().trace_id,
+        b.trace_parent().unwrap().trace_id
+    );
+    assert_ne!(
+        a.trace_parent().unwrap().span_id,
+        b.trace_parent().unwrap().span_id
+    );
     assert!(a.sent_at().is_some());
     assert_eq!(a.key(), Some("k"));
-    assert_eq!(a.header(header::CONTENT_TYPE), Some(messaging::PROTOBUF));
+    assert_eq!(a.content_type(), messaging::PROTOBUF);
 }
 
 #[tokio::test]
@@ -466,16 +810,30 @@ async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_re
     let world = World::on(&server.url(), "kill").await;
     let seen: Seen = Arc::default();
     let sub = recorder("survivor", Ping::SUBJECT_, seen.clone());
-    let handle = world.bus.subscribe(sub, world.shutdown.clone()).await.unwrap();
+    let handle = world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
     publish_pings(&world.bus, "k", 0..10).await;
-    eventually(WAIT, "first ten", || async { (seen.lock().unwrap().len() == 10).then_some(()) }).await;
+    eventually(WAIT, "first ten", || async {
+        (seen.lock().unwrap().len() == 10).then_some(())
+    })
+    .await;
 
     server.kill();
     // While the broker is gone every publish reports an error: nothing is dropped silently.
     let mut confirmed: Vec<u64> = (0..10).collect();
     let mut failures = 0;
     for seq in 10..15u64 {
-        match world.bus.publish_event(&Ping { key: "k".into(), seq }).await {
+        match world
+            .bus
+            .publish_event(&Ping {
+                key: "k".into(),
+                seq,
+            })
+            .await
+        {
             Ok(_) => confirmed.push(seq),
             Err(e) => {
                 assert!(matches!(e, Error::Publish { .. }), "{e:?}");
@@ -489,7 +847,10 @@ async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_re
     server.restart().await;
     // The caller retries what failed (as the outbox relay does); the consumer picks up again.
     for seq in 10..15u64 {
-        let env = world.bus.event(&Ping { key: "k".into(), seq });
+        let env = world.bus.event(&Ping {
+            key: "k".into(),
+            seq,
+        });
         let mut tries = 0;
         while let Err(e) = world.bus.publish(&env).await {
             tries += 1;
@@ -498,10 +859,14 @@ async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_re
         }
         confirmed.push(seq);
     }
-    eventually(Duration::from_secs(40), "every confirmed message consumed after the restart", || async {
-        let got: HashSet<u64> = seen.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
-        confirmed.iter().all(|s| got.contains(s)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(40),
+        "every confirmed message consumed after the restart",
+        || async {
+            let got: HashSet<u64> = seen.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
+            confirmed.iter().all(|s| got.contains(s)).then_some(())
+        },
+    )
     .await;
     assert!(handle.status.is_running());
 }

@@ -24,14 +24,19 @@ pub fn database_url() -> String {
 /// A subject prefix (and stream name) nobody else uses: `t_<label>_<random>`.
 pub fn unique_prefix(label: &str) -> String {
     let short = uuid::Uuid::new_v4().simple().to_string();
-    let label: String =
-        label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let label: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     format!("t_{label}_{}", &short[..12])
 }
 
 /// A free TCP port on loopback (bound then released; a tiny race a retry absorbs).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -64,7 +69,11 @@ impl NatsServer {
     /// Starts a private server and waits until it accepts connections.
     pub async fn start() -> Self {
         let store = tempfile::tempdir().expect("temp dir for JetStream");
-        let mut server = NatsServer { port: free_port(), store, child: None };
+        let mut server = NatsServer {
+            port: free_port(),
+            store,
+            child: None,
+        };
         server.spawn().await;
         server
     }
@@ -91,12 +100,21 @@ impl NatsServer {
     async fn spawn(&mut self) {
         let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary} (install Debian's nats-server): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (install Debian's nats-server): {e}")
+            });
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10)).await;
     }
@@ -110,7 +128,10 @@ impl Drop for NatsServer {
 
 async fn wait_for_port(port: u16, timeout: Duration) {
     let start = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         if start.elapsed() > timeout {
             panic!("server on port {port} did not start within {timeout:?}");
         }
@@ -141,7 +162,11 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         let url = replace_database(admin_url, &name);
-        TestDatabase { name, url, admin_url: admin_url.to_owned() }
+        TestDatabase {
+            name,
+            url,
+            admin_url: admin_url.to_owned(),
+        }
     }
 
     /// Connection URL of the test database.
@@ -161,12 +186,16 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs outside async context guarantees: use a private runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
                     if let Ok(mut conn) = PgConnection::connect(&admin).await {
                         let _ = conn
-                            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            )))
                             .await;
                     }
                 });
@@ -183,7 +212,10 @@ pub fn replace_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..host_end], database);
     if let Some(q) = query {
         out.push('?');
@@ -209,7 +241,10 @@ impl PostgresServer {
         let data = dir.path().join("data");
         if running_as_root() {
             // PostgreSQL refuses to run as root: hand the directory to the postgres user.
-            let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
         }
         let status = pg_command(&bin, "initdb")
             .args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"])
@@ -219,7 +254,12 @@ impl PostgresServer {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb failed");
-        let mut server = PostgresServer { port: free_port(), dir, bin, running: false };
+        let mut server = PostgresServer {
+            port: free_port(),
+            dir,
+            bin,
+            running: false,
+        };
         server.start_again().await;
         server
     }
@@ -297,7 +337,11 @@ fn postgres_bin_dir() -> PathBuf {
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
         versions.sort();
-        if let Some(bin) = versions.into_iter().rev().find(|p| p.join("initdb").exists()) {
+        if let Some(bin) = versions
+            .into_iter()
+            .rev()
+            .find(|p| p.join("initdb").exists())
+        {
             return bin;
         }
     }
@@ -314,7 +358,10 @@ mod tests {
             replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
             "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(replace_database("postgres://h:1/db?sslmode=disable", "y"), "postgres://h:1/y?sslmode=disable");
+        assert_eq!(
+            replace_database("postgres://h:1/db?sslmode=disable", "y"),
+            "postgres://h:1/y?sslmode=disable"
+        );
         assert_eq!(replace_database("postgres://h:1", "z"), "postgres://h:1/z");
     }
 }

@@ -124,14 +124,24 @@ impl World {
 
     pub async fn on(url: &str, label: &str) -> Self {
         let prefix = testkit::unique_prefix(label);
-        let js = JetStream::connect(JetStreamConfig::new(url, &prefix)).await.expect("connect to NATS");
+        let js = JetStream::connect(JetStreamConfig::new(url, &prefix))
+            .await
+            .expect("connect to NATS");
         let bus = Bus::new(Arc::new(js.clone()));
-        World { js, bus, prefix, shutdown: CancellationToken::new(), url: url.to_owned() }
+        World {
+            js,
+            bus,
+            prefix,
+            shutdown: CancellationToken::new(),
+            url: url.to_owned(),
+        }
     }
 
     /// A second, independent connection on the same prefix (another service instance).
     pub async fn another_instance(&self) -> Bus {
-        let js = JetStream::connect(JetStreamConfig::new(&self.url, &self.prefix)).await.expect("connect");
+        let js = JetStream::connect(JetStreamConfig::new(&self.url, &self.prefix))
+            .await
+            .expect("connect");
         Bus::new(Arc::new(js))
     }
 }
@@ -142,7 +152,12 @@ impl Drop for World {
         let url = self.url.clone();
         let prefix = self.prefix.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(client) = async_nats::connect(url).await {
                     let js = async_nats::jetstream::new(client);
