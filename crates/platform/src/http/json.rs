@@ -1,0 +1,293 @@
+//! JSON in and out of handlers, with the original's leniency: an empty body means `{}`, any
+//! content type is accepted, and a body that does not parse is a 400 (code 3) in the common
+//! error shape with serde's exact reason, instead of axum's plain-text rejection.
+//!
+//! The `de_*_lenient` helpers accept what protojson accepted for scalars: numbers sent as
+//! strings, and `null` meaning the zero value. Use them per field together with
+//! `#[serde(default)]` so missing fields also take the zero value:
+//!
+//! ```ignore
+//! #[derive(serde::Deserialize)]
+//! struct AddItem {
+//!     #[serde(default, deserialize_with = "platform::de_i32_lenient")]
+//!     quantity: i32,
+//! }
+//! ```
+
+use std::fmt;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
+
+use super::error::{ApiError, ErrorKind};
+
+/// A JSON request body (extractor) or response body (`IntoResponse`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorKind::TooLarge, "request body too large")
+            } else {
+                ApiError::bad_request(format!(
+                    "cannot read request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        parse_body(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a request body the way [`ApiJson`] does (also for handlers that take raw bytes).
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A `double` field: a number, a numeric string (`"5.5"`, `"NaN"`), or `null` for 0.
+pub fn de_f64_lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    deserializer.deserialize_any(F64Visitor)
+}
+
+/// An `int32` field: an integral number, a numeric string (`"3"`), or `null` for 0.
+pub fn de_i32_lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let wide = deserializer.deserialize_any(IntVisitor {
+        expected: "a 32-bit integer or a string holding one",
+    })?;
+    i32::try_from(wide)
+        .map_err(|_| de::Error::invalid_value(Unexpected::Signed(wide), &"a 32-bit integer"))
+}
+
+/// An `int64` field: an integral number, a numeric string (protojson's usual form), or `null`.
+pub fn de_i64_lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(IntVisitor {
+        expected: "a 64-bit integer or a string holding one",
+    })
+}
+
+/// A `string` field: a string, or `null` for the empty string.
+pub fn de_string_lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(StringVisitor)
+}
+
+struct F64Visitor;
+
+impl<'de> Visitor<'de> for F64Visitor {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number or a string holding one")
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+        v.trim()
+            .parse()
+            .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
+        Ok(0.0)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<f64, E> {
+        Ok(0.0)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+struct IntVisitor {
+    expected: &'static str,
+}
+
+impl<'de> Visitor<'de> for IntVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        // `3.0` and `1e2` are integral; protojson took them for integer fields.
+        if v.fract() == 0.0 && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+            Ok(v as i64)
+        } else {
+            Err(E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        let t = v.trim();
+        match t.parse::<i64>() {
+            Ok(n) => Ok(n),
+            Err(_) => match t.parse::<f64>() {
+                Ok(f) if f.is_finite() => self.visit_f64(f),
+                _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+            },
+        }
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
+        Ok(0)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<i64, E> {
+        Ok(0)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+struct StringVisitor;
+
+impl<'de> Visitor<'de> for StringVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<String, E> {
+        Ok(String::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Item {
+        #[serde(default, deserialize_with = "de_string_lenient")]
+        name: String,
+        #[serde(default, deserialize_with = "de_f64_lenient")]
+        price: f64,
+        #[serde(default, deserialize_with = "de_i32_lenient")]
+        quantity: i32,
+        #[serde(default, deserialize_with = "de_i64_lenient")]
+        total: i64,
+    }
+
+    fn item(json: &str) -> Result<Item, ApiError> {
+        parse_body(json.as_bytes())
+    }
+
+    #[test]
+    fn numbers_as_strings_and_nulls_are_accepted() {
+        let expected = Item {
+            name: "x".into(),
+            price: 5.5,
+            quantity: 3,
+            total: 7,
+        };
+        assert_eq!(
+            item(r#"{"name":"x","price":5.5,"quantity":3,"total":7}"#).unwrap(),
+            expected
+        );
+        assert_eq!(
+            item(r#"{"name":"x","price":"5.5","quantity":"3","total":"7"}"#).unwrap(),
+            expected
+        );
+        assert_eq!(
+            item(r#"{"name":"x","price":5.5,"quantity":3.0,"total":"7"}"#).unwrap(),
+            expected
+        );
+        let zero = Item {
+            name: String::new(),
+            price: 0.0,
+            quantity: 0,
+            total: 0,
+        };
+        assert_eq!(
+            item(r#"{"name":null,"price":null,"quantity":null,"total":null}"#).unwrap(),
+            zero
+        );
+        assert_eq!(item("{}").unwrap(), zero);
+        assert_eq!(item("  ").unwrap(), zero, "an empty body means {{}}");
+    }
+
+    #[test]
+    fn bad_values_are_400_with_the_reason() {
+        for (json, reason) in [
+            (r#"{"price":"cheap"}"#, "cheap"),
+            (r#"{"quantity":1.5}"#, "1.5"),
+            (r#"{"quantity":3000000000}"#, "32-bit"),
+            (r#"{"name":5}"#, "a string"),
+            (r#"{"name":"x""#, "EOF"),
+            ("not json", "expected"),
+        ] {
+            let err = item(json).unwrap_err();
+            assert_eq!(err.code(), 3, "{json}");
+            assert_eq!(err.status().as_u16(), 400);
+            assert!(
+                err.message().starts_with("invalid request body: "),
+                "{}",
+                err.message()
+            );
+            assert!(err.message().contains(reason), "{json}: {}", err.message());
+        }
+    }
+}
