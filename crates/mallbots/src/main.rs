@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use platform::{App, Config, Module};
+use platform::Module;
 
 /// The modules this process runs, in start order (spec ops.md §1: baskets, customers, depot,
 /// notifications, ordering, payments, stores, cosec, search). Add each service here.
@@ -13,19 +13,10 @@ fn modules() -> Vec<Box<dyn Module>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::load("mallbots", "MallBots: every service module in one process");
-    // Installed before start-up so a SIGTERM during start-up stops the process cleanly.
-    let stop = platform::shutdown_signal();
-    platform::telemetry::init(&config);
-    let outcome = match App::build(config, modules()).await {
-        Ok(app) => app.run_until_stopped(stop).await,
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "mallbots stopped with an error");
-            ExitCode::FAILURE
-        }
-    }
+    platform::run_binary(
+        "mallbots",
+        "MallBots: every service module in one process",
+        modules,
+    )
+    .await
 }

@@ -12,6 +12,8 @@ mod module;
 mod readiness;
 mod signal;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::{App, Error};
 pub use config::{Config, LogFormat};
@@ -23,6 +25,31 @@ pub use http::json::{
 pub use module::{Module, ModuleContext};
 pub use readiness::{CHECK_TIMEOUT, CheckState, Readiness, ReadinessReport};
 pub use signal::shutdown_signal;
+
+/// The whole `main` of a MallBots binary: load the configuration (flags and environment), start
+/// logging, build the app with `modules`, serve until SIGTERM/ctrl-c. The monolith and every
+/// service binary call this, so they share one configuration surface and one lifecycle.
+pub async fn run_binary(
+    name: &'static str,
+    about: &'static str,
+    modules: impl FnOnce() -> Vec<Box<dyn Module>>,
+) -> std::process::ExitCode {
+    let config = Config::load(name, about);
+    // Installed before start-up so a SIGTERM during start-up stops the process cleanly.
+    let stop = shutdown_signal();
+    telemetry::init(&config);
+    let outcome = match App::build(config, modules()).await {
+        Ok(app) => app.run_until_stopped(stop).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// Re-exported so service crates implement [`Module`] with the same macro version.
 pub use async_trait::async_trait;
