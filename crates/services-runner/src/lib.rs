@@ -1,0 +1,226 @@
+//! Runs MallBots as separate processes: one per service instance, each with a database of its
+//! own (created if missing, migrated by the service at start), all on one NATS prefix, behind
+//! one HTTP entry point that serves the same routes as the monolith. Services find each other
+//! only through NATS subjects; the entry point is the only thing that knows their addresses.
+
+pub mod proxy;
+pub mod supervisor;
+pub mod topology;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::{Connection, PgConnection};
+
+use crate::supervisor::{ChildEnv, Supervisor};
+use crate::topology::{SERVICES, Service};
+
+/// The runner's settings: the platform's (same names, same defaults) plus its own.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct RunnerConfig {
+    /// Shared settings; DATABASE_URL names the server: each service gets database
+    /// `<DATABASE_PREFIX><service>` on it.
+    #[command(flatten)]
+    pub platform: platform::Config,
+
+    /// Copies per service, e.g. `baskets=2,order-saga=2` (default one of each).
+    #[arg(long, env = "SERVICE_REPLICAS", default_value = "", value_parser = parse_replicas)]
+    pub replicas: Replicas,
+
+    /// Prefix of the per-service database names (tests use a unique one).
+    #[arg(long, env = "DATABASE_PREFIX", default_value = "")]
+    pub database_prefix: String,
+
+    /// Directory holding the service binaries (default: the runner's own directory).
+    #[arg(long, env = "SERVICES_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Copies per service name.
+#[derive(Debug, Clone, Default)]
+pub struct Replicas(pub HashMap<&'static str, usize>);
+
+fn parse_replicas(text: &str) -> Result<Replicas, String> {
+    let mut out = HashMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, count) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("invalid replica pair {pair:?} (want name=count)"))?;
+        let service =
+            topology::find(name.trim()).ok_or_else(|| format!("unknown service {name:?}"))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1 && *n <= 16)
+            .ok_or_else(|| format!("invalid replica count in {pair:?} (1 to 16)"))?;
+        out.insert(service.name, count);
+    }
+    Ok(Replicas(out))
+}
+
+/// `url` with its database replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| i + authority_start);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn free_local_addr() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(admin_url).await.with_context(|| {
+        format!("connect to PostgreSQL (DATABASE_URL) to create database {name}")
+    })?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        let create = format!("CREATE DATABASE \"{}\"", name.replace('"', ""));
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut conn)
+            .await
+        {
+            // Another runner may have created it between the check and here.
+            let raced: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(name)
+                    .fetch_optional(&mut conn)
+                    .await?;
+            if raced.is_none() {
+                return Err(e).with_context(|| format!("create database {name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The running system: the supervised processes and the entry point's listener.
+#[derive(Debug)]
+pub struct Runner {
+    supervisor: Supervisor,
+    listener: tokio::net::TcpListener,
+    shutdown_timeout: Duration,
+}
+
+impl Runner {
+    /// Creates the databases, starts every instance and binds the entry point.
+    pub async fn start(config: RunnerConfig) -> anyhow::Result<Runner> {
+        let platform = &config.platform;
+        let bin_dir = match &config.bin_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .map(PathBuf::from)
+                .context("the runner's directory")?,
+        };
+        for service in SERVICES {
+            if !bin_dir.join(service.binary).exists() {
+                bail!(
+                    "service binary {} not found in {} (run `cargo build --bins` or set SERVICES_BIN_DIR)",
+                    service.binary,
+                    bin_dir.display()
+                );
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(platform.http_addr)
+            .await
+            .with_context(|| format!("cannot bind HTTP_ADDR {}", platform.http_addr))?;
+        let mut plan: Vec<(&'static Service, usize, SocketAddr, String)> = Vec::new();
+        for service in SERVICES {
+            let database = format!("{}{}", config.database_prefix, service.name);
+            ensure_database(&platform.database_url, &database).await?;
+            let url = with_database(&platform.database_url, &database);
+            let copies = config.replicas.0.get(service.name).copied().unwrap_or(1);
+            for copy in 1..=copies {
+                plan.push((service, copy, free_local_addr()?, url.clone()));
+            }
+        }
+        let vars = vec![
+            ("NATS_URL".to_owned(), platform.nats_url.clone()),
+            ("NATS_PREFIX".to_owned(), platform.nats_prefix.clone()),
+            ("LOG_LEVEL".to_owned(), platform.log_level.clone()),
+            ("LOG_FORMAT".to_owned(), platform.log_format.to_string()),
+            (
+                "SHUTDOWN_TIMEOUT".to_owned(),
+                format!("{}ms", platform.shutdown_timeout.as_millis()),
+            ),
+        ];
+        let supervisor = Supervisor::start(plan, ChildEnv { bin_dir, vars });
+        Ok(Runner {
+            supervisor,
+            listener,
+            shutdown_timeout: platform.shutdown_timeout,
+        })
+    }
+
+    /// The entry point's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The running instances.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Serves the entry point until `stop` completes, then stops every service (SIGTERM, then
+    /// SIGKILL after the shutdown budget).
+    pub async fn run_until_stopped(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let proxy = proxy::Proxy::new(self.supervisor.instances().to_vec());
+        tracing::info!(addr = %self.listener.local_addr()?, "entry point listening");
+        let served = axum::serve(self.listener, proxy.router())
+            .with_graceful_shutdown(stop)
+            .await;
+        self.supervisor.stop(self.shutdown_timeout).await;
+        served.context("entry point failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_parse_by_service_or_binary_name() {
+        let r = parse_replicas("baskets=2, order-saga=3").unwrap();
+        assert_eq!(r.0.get("baskets"), Some(&2));
+        assert_eq!(r.0.get("cosec"), Some(&3));
+        assert!(parse_replicas("nope=2").is_err());
+        assert!(parse_replicas("baskets=0").is_err());
+        assert!(parse_replicas("baskets").is_err());
+        assert!(parse_replicas("").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn database_is_swapped_in_the_url() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "stores"),
+            "postgres://u@h:5432/stores"
+        );
+        assert_eq!(
+            with_database("postgres://h/x?sslmode=disable", "y"),
+            "postgres://h/y?sslmode=disable"
+        );
+    }
+}
