@@ -82,6 +82,11 @@ pub struct Config {
     /// OTLP/gRPC endpoint for trace export; unset means no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// Which of the binary's modules to run, comma separated (default: all). Meant for the
+    /// monolith, e.g. to run it without one service whose copy runs elsewhere.
+    #[arg(long, env = "MALLBOTS_MODULES", value_delimiter = ',')]
+    pub modules: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -98,6 +103,7 @@ impl Default for Config {
             shutdown_timeout: duration(DEFAULT_SHUTDOWN_TIMEOUT),
             http_request_timeout: duration(DEFAULT_HTTP_REQUEST_TIMEOUT),
             otel_exporter_otlp_endpoint: None,
+            modules: None,
         }
     }
 }

@@ -38,7 +38,16 @@ pub async fn run_binary(
     // Installed before start-up so a SIGTERM during start-up stops the process cleanly.
     let stop = shutdown_signal();
     telemetry::init(&config);
-    let outcome = match App::build(config, modules()).await {
+    let mut modules = modules();
+    if let Some(wanted) = &config.modules {
+        let known: Vec<&str> = modules.iter().map(|m| m.name()).collect();
+        if let Some(unknown) = wanted.iter().find(|w| !known.contains(&w.trim())) {
+            eprintln!("error: MALLBOTS_MODULES names unknown module {unknown:?} (known: {})", known.join(", "));
+            return std::process::ExitCode::from(2);
+        }
+        modules.retain(|m| wanted.iter().any(|w| w.trim() == m.name()));
+    }
+    let outcome = match App::build(config, modules).await {
         Ok(app) => app.run_until_stopped(stop).await,
         Err(e) => Err(e),
     };

@@ -30,6 +30,10 @@ pub struct RunnerConfig {
     #[arg(long, env = "SERVICE_REPLICAS", default_value = "", value_parser = parse_replicas)]
     pub replicas: Replicas,
 
+    /// Which services to run, comma separated service or binary names (default: all).
+    #[arg(long, env = "SERVICES", value_delimiter = ',')]
+    pub services: Option<Vec<String>>,
+
     /// Prefix of the per-service database names (tests use a unique one).
     #[arg(long, env = "DATABASE_PREFIX", default_value = "")]
     pub database_prefix: String,
@@ -143,8 +147,17 @@ impl Runner {
         let listener = tokio::net::TcpListener::bind(platform.http_addr)
             .await
             .with_context(|| format!("cannot bind HTTP_ADDR {}", platform.http_addr))?;
+        let mut selected: Vec<&'static Service> = SERVICES.iter().collect();
+        if let Some(names) = &config.services {
+            for name in names {
+                if topology::find(name.trim()).is_none() {
+                    bail!("SERVICES names unknown service {name:?}");
+                }
+            }
+            selected.retain(|s| names.iter().any(|n| topology::find(n.trim()) == Some(*s)));
+        }
         let mut plan: Vec<(&'static Service, usize, SocketAddr, String)> = Vec::new();
-        for service in SERVICES {
+        for service in selected {
             let database = format!("{}{}", config.database_prefix, service.name);
             ensure_database(&platform.database_url, &database).await?;
             let url = with_database(&platform.database_url, &database);

@@ -57,6 +57,32 @@ where
     }
 }
 
+/// Deletes JetStream stream `name` on the server at `url` (test clean-up; errors ignored: the
+/// stream may never have been created).
+pub async fn delete_stream(url: &str, name: &str) {
+    if let Ok(client) = async_nats::connect(url).await {
+        let _ = async_nats::jetstream::new(client).delete_stream(name).await;
+    }
+}
+
+/// Drops every database whose name starts with `prefix` (clean-up after a test that let a
+/// program create databases of its own, e.g. one per service).
+pub async fn drop_databases_with_prefix(admin_url: &str, prefix: &str) {
+    let Ok(mut conn) = PgConnection::connect(admin_url).await else { return };
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(pattern)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .await;
+    }
+}
+
 /// A `nats-server` process owned by one test: JetStream on, file storage in a temp dir that
 /// survives restarts, random port. Killed on drop.
 pub struct NatsServer {

@@ -1,0 +1,79 @@
+//! The REST API under `/api/payments` (spec api.md §2.7, endpoints 33–34): request and
+//! response shapes, and the mapping of use-case errors to the spec's status codes and texts.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{post, put};
+use platform::{ApiError, ApiJson, de_f64_lenient, de_string_lenient};
+use serde::{Deserialize, Serialize};
+
+use crate::application::{AppError, Payments};
+
+/// The message for an unknown invoice: the original's text, kept so clients matching on it keep
+/// working, now with 404 / code 5 instead of 500 / code 13.
+pub const INVOICE_NOT_FOUND_MESSAGE: &str = "scanning invoice: sql: no rows in result set";
+
+/// The routes, with the service as their state.
+pub fn router(payments: Payments) -> Router {
+    Router::new()
+        .route("/api/payments", post(authorize_payment))
+        .route("/api/payments/invoices/{id}/pay", put(pay_invoice))
+        .with_state(payments)
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::InvoiceNotFound(_) => ApiError::not_found(INVOICE_NOT_FOUND_MESSAGE),
+            AppError::Payment(e) => ApiError::bad_request(e.to_string()),
+            AppError::Invoice(e) => ApiError::bad_request(e.to_string()),
+            e @ (AppError::Database(_) | AppError::Persistence(_)) => ApiError::internal(e),
+        }
+    }
+}
+
+/// `POST /api/payments` body.
+#[derive(Debug, Deserialize)]
+struct AuthorizePaymentRequest {
+    #[serde(
+        default,
+        rename = "customerId",
+        alias = "customer_id",
+        deserialize_with = "de_string_lenient"
+    )]
+    customer_id: String,
+    #[serde(default, deserialize_with = "de_f64_lenient")]
+    amount: f64,
+}
+
+/// A body the endpoint ignores; parsed anyway so malformed JSON is a 400, as in the original.
+#[derive(Debug, Deserialize)]
+struct Ignored {}
+
+/// `{}`: the success body of a command without an answer.
+#[derive(Debug, Serialize)]
+struct Done {}
+
+#[derive(Debug, Serialize)]
+struct IdResponse {
+    id: String,
+}
+
+async fn authorize_payment(
+    State(payments): State<Payments>,
+    ApiJson(body): ApiJson<AuthorizePaymentRequest>,
+) -> Result<ApiJson<IdResponse>, ApiError> {
+    let id = payments
+        .authorize_payment(body.customer_id, body.amount)
+        .await?;
+    Ok(ApiJson(IdResponse { id }))
+}
+
+async fn pay_invoice(
+    State(payments): State<Payments>,
+    Path(id): Path<String>,
+    ApiJson(_): ApiJson<Ignored>,
+) -> Result<ApiJson<Done>, ApiError> {
+    payments.pay_invoice(&id).await?;
+    Ok(ApiJson(Done {}))
+}
