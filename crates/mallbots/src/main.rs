@@ -8,7 +8,10 @@ use platform::Module;
 /// The modules this process runs, in start order (spec ops.md §1: baskets, customers, depot,
 /// notifications, ordering, payments, stores, cosec, search). Add each service here.
 fn modules() -> Vec<Box<dyn Module>> {
-    vec![]
+    vec![
+        Box::new(customers::CustomersModule::new()),
+        Box::new(payments::PaymentsModule::new()),
+    ]
 }
 
 #[tokio::main]
