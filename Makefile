@@ -6,7 +6,7 @@ CARGO ?= cargo
 export NATS_URL ?= nats://127.0.0.1:4222
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help build test test-deps lint fmt run bench bench-messaging bench-outbox compose-config clean
+.PHONY: help build test test-deps lint fmt run run-services bench bench-messaging bench-outbox compose-config compose-up clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -18,6 +18,7 @@ test-deps: ## Check NATS and PostgreSQL are reachable (start them with docker co
 	@scripts/test-deps.sh
 
 test: test-deps ## Run every test against NATS_URL and DATABASE_URL (cargo nextest)
+	$(CARGO) build --workspace --bins   # the end-to-end tests start the real binaries
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace $${NEXTEST_PROFILE:+--profile $$NEXTEST_PROFILE}; \
 	else \
@@ -32,8 +33,15 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-run: ## Run the monolith against local NATS and PostgreSQL
+run: ## Run the monolith against local NATS and PostgreSQL (HTTP_ADDR, default 0.0.0.0:8080)
 	$(CARGO) run --release -p mallbots
+
+run-services: ## Run every service as its own process behind one entry point on HTTP_ADDR
+	$(CARGO) build --release --bins
+	./target/release/run-services
+
+compose-up: ## Start the whole system with docker compose and wait until it is ready
+	docker compose up -d --wait
 
 bench: bench-messaging bench-outbox ## Run every benchmark
 

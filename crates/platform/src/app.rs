@@ -114,6 +114,7 @@ impl App {
         let jetstream = JetStream::connect(JetStreamConfig {
             // Shown by the server's monitoring: which deployment, which modules.
             connection_name: format!("{}:{}", config.nats_prefix, names.join(",")),
+            replicas: usize::from(config.nats_stream_replicas),
             ..JetStreamConfig::new(&config.nats_url, &config.nats_prefix)
         })
         .await?;

@@ -83,6 +83,10 @@ pub struct Config {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
 
+    /// Replicas of the JetStream stream when this process creates it (3 on a three-node cluster).
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_stream_replicas: u8,
+
     /// Which of the binary's modules to run, comma separated (default: all). Meant for the
     /// monolith, e.g. to run it without one service whose copy runs elsewhere.
     #[arg(long, env = "MALLBOTS_MODULES", value_delimiter = ',')]
@@ -103,6 +107,7 @@ impl Default for Config {
             shutdown_timeout: duration(DEFAULT_SHUTDOWN_TIMEOUT),
             http_request_timeout: duration(DEFAULT_HTTP_REQUEST_TIMEOUT),
             otel_exporter_otlp_endpoint: None,
+            nats_stream_replicas: 1,
             modules: None,
         }
     }

@@ -42,7 +42,10 @@ pub async fn run_binary(
     if let Some(wanted) = &config.modules {
         let known: Vec<&str> = modules.iter().map(|m| m.name()).collect();
         if let Some(unknown) = wanted.iter().find(|w| !known.contains(&w.trim())) {
-            eprintln!("error: MALLBOTS_MODULES names unknown module {unknown:?} (known: {})", known.join(", "));
+            eprintln!(
+                "error: MALLBOTS_MODULES names unknown module {unknown:?} (known: {})",
+                known.join(", ")
+            );
             return std::process::ExitCode::from(2);
         }
         modules.retain(|m| wanted.iter().any(|w| w.trim() == m.name()));

@@ -169,6 +169,10 @@ impl Runner {
         let vars = vec![
             ("NATS_URL".to_owned(), platform.nats_url.clone()),
             ("NATS_PREFIX".to_owned(), platform.nats_prefix.clone()),
+            (
+                "NATS_STREAM_REPLICAS".to_owned(),
+                platform.nats_stream_replicas.to_string(),
+            ),
             ("LOG_LEVEL".to_owned(), platform.log_level.clone()),
             ("LOG_FORMAT".to_owned(), platform.log_format.to_string()),
             (
