@@ -1,0 +1,14 @@
+//! The baskets service on its own: only wiring (configuration, logging, HTTP host, shutdown
+//! come from `platform`).
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    platform::run_binary(
+        "baskets",
+        "MallBots baskets service: shopping baskets and checkout",
+        || vec![Box::new(baskets::BasketsModule::new())],
+    )
+    .await
+}
