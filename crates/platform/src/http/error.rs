@@ -28,6 +28,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// Our fault; the cause is logged, never sent.
     Internal,
+    /// A dependency (another service, the broker) cannot answer right now; try again later.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => (8, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             ErrorKind::MethodNotAllowed => (12, StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED"),
             ErrorKind::Internal => (13, StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ErrorKind::Unavailable => (14, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         }
     }
 
@@ -97,6 +100,11 @@ impl ApiError {
     /// 409, code 6.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
+    }
+
+    /// 503, code 14: a dependency cannot answer now (no responder, a timed-out query).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
     }
 
     /// 500, code 13, message `internal error`. The cause is logged here, with its whole chain,

@@ -52,11 +52,15 @@ where
 
 /// Parses a request body the way [`ApiJson`] does (also for handlers that take raw bytes).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
-        b"{}"
-    } else {
-        bytes
-    };
+    let trimmed = bytes.trim_ascii();
+    let bytes: &[u8] = if trimmed.is_empty() { b"{}" } else { bytes };
+    // Request bodies are JSON objects. serde would read an array into a struct field by field,
+    // so `[]` or `["x"]` would pass as a valid (and wrong) request.
+    if trimmed.first().is_some_and(|b| *b != b'{') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
@@ -233,6 +237,20 @@ mod tests {
 
     fn item(json: &str) -> Result<Item, ApiError> {
         parse_body(json.as_bytes())
+    }
+
+    #[test]
+    fn only_objects_are_request_bodies() {
+        for body in ["[]", "[\"x\", 1]", "5", "\"text\"", "null"] {
+            let err = item(body).unwrap_err();
+            assert_eq!(err.code(), 3, "{body}");
+            assert_eq!(
+                err.message(),
+                "invalid request body: expected a JSON object",
+                "{body}"
+            );
+        }
+        assert!(item("  ").is_ok(), "an empty body is an empty object");
     }
 
     #[test]

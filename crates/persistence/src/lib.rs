@@ -1,0 +1,57 @@
+//! PostgreSQL persistence shared by the services.
+//!
+//! - [`event_store`]: event-sourced aggregates with optimistic concurrency and snapshots;
+//! - [`outbox`] and [`relay`]: integration messages written in the same transaction as the state
+//!   change, then published with broker confirmation (a crash may duplicate, never lose);
+//! - [`inbox`]: consumers record handled message ids in the handler's transaction;
+//! - [`saga`]: saga instances with versioned updates and deadlines;
+//! - [`migrate`]: a tiny migrations runner that lets several components share one schema.
+//!
+//! Every module lives in its own PostgreSQL schema: the monolith puts every schema in one
+//! database, microservices use a database each, with the same migrations. Pools are connected
+//! with `search_path` set to the module's schema ([`connect`]) and all SQL uses unqualified
+//! table names. Functions that belong inside a caller's transaction take `&mut PgConnection`
+//! (pass `&mut tx`); housekeeping functions take the pool.
+
+mod error;
+pub mod event_store;
+pub mod inbox;
+pub mod migrate;
+pub mod outbox;
+pub mod relay;
+pub mod saga;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use error::{Error, Result};
+pub use event_store::{Aggregate, DomainEvent, EventData, EventStore, Loaded, SnapshotPolicy};
+pub use migrate::{Migration, migrate, migrate_common};
+pub use relay::{OutboxRelay, RelayConfig, RelayStats};
+pub use saga::Saga;
+
+/// Connection options for `url` whose sessions resolve unqualified names in `schema` only.
+///
+/// Only that schema (plus `pg_catalog`, always searched) is on the path: a table missing from the
+/// module's schema is an error rather than a silent read of `public` or another module's table.
+pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
+    migrate::check_identifier(schema)?;
+    let options: PgConnectOptions = url.parse()?;
+    Ok(options.options([("search_path", schema)]))
+}
+
+/// A pool on `url` for the module that owns `schema` (see [`connect_options`]).
+///
+/// Bounded (10 connections, 5 s to acquire): a stalled database makes callers fail fast instead
+/// of queueing without limit. Build your own [`PgPoolOptions`] with [`connect_options`] for other
+/// limits. The outbox relay keeps one of these connections for `LISTEN`.
+pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connect_options(url, schema)?)
+        .await?;
+    Ok(pool)
+}
