@@ -11,6 +11,7 @@ fn modules() -> Vec<Box<dyn Module>> {
     vec![
         Box::new(customers::CustomersModule::new()),
         Box::new(payments::PaymentsModule::new()),
+        Box::new(stores::StoresModule::new()),
     ]
 }
 

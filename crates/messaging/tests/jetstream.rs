@@ -884,3 +884,38 @@ trait CommandSubject {
 impl CommandSubject for Authorize {
     const SUBJECT_: &'static str = <Authorize as messaging::Command>::SUBJECT;
 }
+
+#[tokio::test]
+async fn a_consumer_deleted_on_the_server_is_recreated_and_keeps_consuming() {
+    let world = World::new("recreate").await;
+    let seen: Seen = Arc::default();
+    let handle = world
+        .bus
+        .subscribe(
+            recorder("fragile", Ping::SUBJECT_, seen.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    publish_pings(&world.bus, "k", 0..3).await;
+    eventually(WAIT, "first three", || async {
+        (seen.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+
+    // Someone (an operator, a server that lost its state) removes the durable.
+    let stream = world.js.context().get_stream(&world.prefix).await.unwrap();
+    stream.delete_consumer("fragile").await.unwrap();
+
+    publish_pings(&world.bus, "k", 3..6).await;
+    eventually(
+        Duration::from_secs(40),
+        "messages after the deletion consumed",
+        || async {
+            let got: HashSet<u64> = seen.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
+            (3..6).all(|s| got.contains(&s)).then_some(())
+        },
+    )
+    .await;
+    assert!(handle.status.is_running());
+}
