@@ -412,6 +412,13 @@ fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
     (env, problem)
 }
 
+/// `messaging_published_total{message, outcome}`: what reached the broker, and what did not.
+fn count_published(env: &Envelope, result: &Result<()>) {
+    let outcome = if result.is_ok() { "acked" } else { "failed" };
+    metrics::counter!("messaging_published_total", "message" => env.name.clone(), "outcome" => outcome)
+        .increment(1);
+}
+
 fn headers_of(env: &Envelope) -> HeaderMap {
     let mut map = HeaderMap::new();
     map.insert(header::NATS_MSG_ID, env.id.to_string().as_str());
@@ -438,7 +445,7 @@ impl Transport for JetStream {
             messaging.message.name = %envelope.name,
             messaging.destination.name = %envelope.subject,
         );
-        async {
+        let result = async {
             let fail = |reason: String| Error::Publish {
                 subject: envelope.subject.clone(),
                 reason,
@@ -455,7 +462,9 @@ impl Transport for JetStream {
             ack.await.map(|_| ()).map_err(|e| fail(e.to_string()))
         }
         .instrument(span)
-        .await
+        .await;
+        count_published(envelope, &result);
+        result
     }
 
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<()>> {
@@ -481,6 +490,7 @@ impl Transport for JetStream {
                     Ok(ack) => ack.await.map(|_| ()).map_err(|e| fail(e.to_string())),
                     Err(e) => Err(fail(e.to_string())),
                 };
+                count_published(env, &result);
                 results.push(result);
             }
         }
