@@ -40,13 +40,18 @@ pub struct Options {
 impl Options {
     /// The monolith with default settings.
     pub fn monolith() -> Self {
-        Options { deployment: Deployment::Monolith, env: Vec::new() }
+        Options {
+            deployment: Deployment::Monolith,
+            env: Vec::new(),
+        }
     }
 
     /// Separate processes, two copies of baskets and of the saga (competing consumers).
     pub fn services() -> Self {
         Options {
-            deployment: Deployment::Services { replicas: "baskets=2,order-saga=2".into() },
+            deployment: Deployment::Services {
+                replicas: "baskets=2,order-saga=2".into(),
+            },
             env: Vec::new(),
         }
     }
@@ -73,7 +78,11 @@ pub struct System {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let deps = exe.parent().expect("deps dir");
-    let dir = if deps.ends_with("deps") { deps.parent().expect("target dir") } else { deps };
+    let dir = if deps.ends_with("deps") {
+        deps.parent().expect("target dir")
+    } else {
+        deps
+    };
     dir.to_path_buf()
 }
 
@@ -118,7 +127,10 @@ impl System {
             .env("NATS_PREFIX", &prefix)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("LOG_FORMAT", "json")
-            .env("LOG_LEVEL", std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "LOG_LEVEL",
+                std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .env("SHUTDOWN_TIMEOUT", "10s")
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
@@ -144,23 +156,40 @@ impl System {
     async fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(r) = self.client.get(format!("{}/readyz", self.base)).send().await
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
                 && r.status() == StatusCode::OK
             {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "the system did not become ready in 90 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the system did not become ready in 90 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Sends a request and returns status and JSON body (`Null` if empty or not JSON).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -169,7 +198,11 @@ impl System {
     /// A request that must succeed (200); returns the body.
     pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let (status, value) = self.call(method.clone(), path, body).await;
-        assert_eq!(status, StatusCode::OK, "{method} {path} answered {status}: {value}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{method} {path} answered {status}: {value}"
+        );
         value
     }
 
@@ -181,7 +214,10 @@ impl System {
     /// `POST` that must succeed and return `{"id"}`; returns the id.
     pub async fn create(&self, path: &str, body: Value) -> String {
         let value = self.ok(Method::POST, path, Some(body)).await;
-        value["id"].as_str().unwrap_or_else(|| panic!("POST {path} returned no id: {value}")).to_owned()
+        value["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("POST {path} returned no id: {value}"))
+            .to_owned()
     }
 
     /// `PUT` that must succeed.
@@ -203,7 +239,10 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("timed out after {WAIT:?} waiting for {what}; last GET {path} answered {}: {}", last.0, last.1);
+        panic!(
+            "timed out after {WAIT:?} waiting for {what}; last GET {path} answered {}: {}",
+            last.0, last.1
+        );
     }
 
     /// The order's status, as `GET /api/ordering/{id}` reports it.
@@ -223,14 +262,19 @@ impl System {
     /// Stops the system gracefully (SIGTERM) and asserts it exits successfully in time.
     pub fn stop(mut self) {
         if let Some(child) = self.child.take() {
-            assert!(terminate(child, Duration::from_secs(30)), "the system did not stop cleanly");
+            assert!(
+                terminate(child, Duration::from_secs(30)),
+                "the system did not stop cleanly"
+            );
         }
     }
 }
 
 /// SIGTERM, wait up to `budget`, SIGKILL. True when it exited by itself with success.
 fn terminate(mut child: Child, budget: Duration) -> bool {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = std::time::Instant::now() + budget;
     while std::time::Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -253,7 +297,10 @@ impl Drop for System {
         let admin = testkit::database_url();
         let database_prefix = self.database_prefix.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {

@@ -24,9 +24,17 @@ pub struct Shop {
 /// A store with two products and a registered customer.
 pub async fn open_shop(sys: &System, tag: &str) -> Shop {
     let store_name = format!("Store {tag}");
-    let store = sys.create("/api/stores", json!({"name": store_name, "location": "The mall"})).await;
+    let store = sys
+        .create(
+            "/api/stores",
+            json!({"name": store_name, "location": "The mall"}),
+        )
+        .await;
     let mut products = Vec::new();
-    for (name, price) in [(format!("Wizard {tag}"), 9.99), (format!("Crystal {tag}"), 4.5)] {
+    for (name, price) in [
+        (format!("Wizard {tag}"), 9.99),
+        (format!("Crystal {tag}"), 4.5),
+    ] {
         let id = sys
             .create(
                 &format!("/api/stores/{store}/products"),
@@ -37,20 +45,41 @@ pub async fn open_shop(sys: &System, tag: &str) -> Shop {
     }
     let customer_name = format!("Customer {tag}");
     let customer = sys
-        .create("/api/customers", json!({"name": customer_name, "smsNumber": "555-555-1212"}))
+        .create(
+            "/api/customers",
+            json!({"name": customer_name, "smsNumber": "555-555-1212"}),
+        )
         .await;
-    Shop { store, store_name, products, customer, customer_name }
+    Shop {
+        store,
+        store_name,
+        products,
+        customer,
+        customer_name,
+    }
 }
 
 /// Fills a basket (5 × first product, 2 × second) and checks out with `payment`; returns the
 /// basket id, which is the order id.
 pub async fn checkout(sys: &System, shop: &Shop, payment: &str) -> String {
-    let basket = sys.create("/api/baskets", json!({"customerId": shop.customer})).await;
-    sys.put(&format!("/api/baskets/{basket}/addItem"), json!({"productId": shop.products[0].0, "quantity": 5}))
+    let basket = sys
+        .create("/api/baskets", json!({"customerId": shop.customer}))
         .await;
-    sys.put(&format!("/api/baskets/{basket}/addItem"), json!({"productId": shop.products[1].0, "quantity": 2}))
-        .await;
-    sys.put(&format!("/api/baskets/{basket}/checkout"), json!({"paymentId": payment})).await;
+    sys.put(
+        &format!("/api/baskets/{basket}/addItem"),
+        json!({"productId": shop.products[0].0, "quantity": 5}),
+    )
+    .await;
+    sys.put(
+        &format!("/api/baskets/{basket}/addItem"),
+        json!({"productId": shop.products[1].0, "quantity": 2}),
+    )
+    .await;
+    sys.put(
+        &format!("/api/baskets/{basket}/checkout"),
+        json!({"paymentId": payment}),
+    )
+    .await;
     basket
 }
 
@@ -61,18 +90,32 @@ pub fn total(shop: &Shop) -> f64 {
 
 /// A payment authorization for `amount`.
 pub async fn pay_for(sys: &System, shop: &Shop, amount: f64) -> String {
-    sys.create("/api/payments", json!({"customerId": shop.customer, "amount": amount})).await
+    sys.create(
+        "/api/payments",
+        json!({"customerId": shop.customer, "amount": amount}),
+    )
+    .await
 }
 
-/// Notifications recorded for an order (kinds, e.g. `created`, `ready`, `canceled`).
+/// Notifications recorded for an order (kinds, e.g. `order-created`, `order-ready`, `order-canceled`).
 pub async fn notification_kinds(sys: &System, order: &str) -> Vec<String> {
-    let (status, body) = sys.call(Method::GET, &format!("/api/notifications?orderId={order}"), None).await;
+    let (status, body) = sys
+        .call(
+            Method::GET,
+            &format!("/api/notifications?orderId={order}"),
+            None,
+        )
+        .await;
     if status != StatusCode::OK {
         return Vec::new();
     }
     body["notifications"]
         .as_array()
-        .map(|a| a.iter().filter_map(|n| n["kind"].as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -80,7 +123,9 @@ pub async fn notification_kinds(sys: &System, order: &str) -> Vec<String> {
 pub async fn wait_for_notification(sys: &System, order: &str, kind: &str) {
     let path = format!("/api/notifications?orderId={order}");
     sys.wait_until(&path, &format!("a {kind} notification for {order}"), |v| {
-        v["notifications"].as_array().is_some_and(|a| a.iter().any(|n| n["kind"] == json!(kind)))
+        v["notifications"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["kind"] == json!(kind)))
     })
     .await;
 }
@@ -98,7 +143,10 @@ pub async fn wait_for_search_status(sys: &System, order: &str, status: &str) -> 
 /// The shopping list's status (`GET /api/depot/shopping/{id}`).
 pub async fn shopping_list_status(sys: &System, list: &str) -> String {
     let body = sys.get(&format!("/api/depot/shopping/{list}")).await;
-    body["shoppingList"]["status"].as_str().unwrap_or_default().to_owned()
+    body["shoppingList"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Scenario 1: checkout → approved → assign bot → complete shopping → ready → invoice → paid
@@ -109,15 +157,26 @@ pub async fn happy_path(sys: &System) {
     let order = checkout(sys, &shop, &payment).await;
 
     let approved = sys.wait_for_order_status(&order, "approved").await;
-    let list = approved["order"]["shoppingId"].as_str().unwrap_or_default().to_owned();
-    assert!(!list.is_empty(), "an approved order names its shopping list: {approved}");
+    let list = approved["order"]["shoppingId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !list.is_empty(),
+        "an approved order names its shopping list: {approved}"
+    );
     assert_eq!(approved["order"]["customerId"], json!(shop.customer));
     assert_eq!(approved["order"]["paymentId"], json!(payment));
     assert_eq!(approved["order"]["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(shopping_list_status(sys, &list).await, "available");
 
-    sys.put(&format!("/api/depot/shopping/{list}/assign"), json!({"botId": "bot-1"})).await;
-    sys.put(&format!("/api/depot/shopping/{list}/complete"), json!({})).await;
+    sys.put(
+        &format!("/api/depot/shopping/{list}/assign"),
+        json!({"botId": "bot-1"}),
+    )
+    .await;
+    sys.put(&format!("/api/depot/shopping/{list}/complete"), json!({}))
+        .await;
     sys.wait_for_order_status(&order, "ready").await;
 
     // The invoice (id = order id) appears once payments has consumed OrderReadied.
@@ -128,8 +187,15 @@ pub async fn happy_path(sys: &System) {
         if status == StatusCode::OK {
             break;
         }
-        assert_eq!(status, StatusCode::NOT_FOUND, "paying the invoice: {status} {body}");
-        assert!(std::time::Instant::now() < deadline, "the invoice never appeared");
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "paying the invoice: {status} {body}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invoice never appeared"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let completed = sys.wait_for_order_status(&order, "completed").await;
@@ -141,32 +207,60 @@ pub async fn happy_path(sys: &System) {
     assert_eq!(items.len(), 2, "{found}");
     for item in &items {
         assert_eq!(item["storeName"], json!(shop.store_name));
-        assert!(shop.products.iter().any(|(_, name, _)| item["productName"] == json!(name)), "{item}");
+        assert!(
+            shop.products
+                .iter()
+                .any(|(_, name, _)| item["productName"] == json!(name)),
+            "{item}"
+        );
     }
     assert!((found["total"].as_f64().unwrap_or_default() - total(&shop)).abs() < 1e-9);
     let (status, listed) = sys
-        .call(Method::POST, "/api/search/orders", Some(json!({"filters": {"customerId": shop.customer}})))
+        .call(
+            Method::POST,
+            "/api/search/orders",
+            Some(json!({"filters": {"customerId": shop.customer}})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(listed["orders"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        listed["orders"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
 
-    wait_for_notification(sys, &order, "created").await;
-    wait_for_notification(sys, &order, "ready").await;
+    wait_for_notification(sys, &order, "order-created").await;
+    wait_for_notification(sys, &order, "order-ready").await;
     let kinds = notification_kinds(sys, &order).await;
-    assert_eq!(kinds.iter().filter(|k| *k == "created").count(), 1, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "order-created").count(),
+        1,
+        "{kinds:?}"
+    );
 }
 
 /// Scenario 2: an unknown and a disabled customer → the saga compensates, order rejected, no
 /// shopping list left behind.
 pub async fn customer_not_authorized(sys: &System) {
     let shop = open_shop(sys, "unauthorized").await;
-    sys.put(&format!("/api/customers/{}/disable", shop.customer), json!({})).await;
+    sys.put(
+        &format!("/api/customers/{}/disable", shop.customer),
+        json!({}),
+    )
+    .await;
     let payment = pay_for(sys, &shop, total(&shop)).await;
     let order = checkout(sys, &shop, &payment).await;
     let rejected = sys.wait_for_order_status(&order, "rejected").await;
-    assert_eq!(rejected["order"]["shoppingId"], json!(""), "no list for a rejected customer");
+    assert_eq!(
+        rejected["order"]["shoppingId"],
+        json!(""),
+        "no list for a rejected customer"
+    );
 
-    let stranger = Shop { customer: "no-such-customer".into(), ..shop.clone() };
+    let stranger = Shop {
+        customer: "no-such-customer".into(),
+        ..shop.clone()
+    };
     let order = checkout(sys, &stranger, &payment).await;
     let rejected = sys.wait_for_order_status(&order, "rejected").await;
     assert_eq!(rejected["order"]["shoppingId"], json!(""));
@@ -179,12 +273,20 @@ pub async fn payment_not_confirmed(sys: &System) {
     let order = checkout(sys, &shop, "no-such-payment").await;
     sys.wait_for_order_status(&order, "rejected").await;
     let saga = sys
-        .wait_until(&format!("/api/cosec/sagas/{order}"), "the saga to finish", |v| {
-            v["saga"]["done"] == json!(true)
-        })
+        .wait_until(
+            &format!("/api/cosec/sagas/{order}"),
+            "the saga to finish",
+            |v| v["saga"]["done"] == json!(true),
+        )
         .await;
-    let list = saga["saga"]["data"]["shoppingId"].as_str().unwrap_or_default().to_owned();
-    assert!(!list.is_empty(), "the saga created a list before the payment step: {saga}");
+    let list = saga["saga"]["data"]["shoppingId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !list.is_empty(),
+        "the saga created a list before the payment step: {saga}"
+    );
     assert_eq!(shopping_list_status(sys, &list).await, "canceled");
 }
 
@@ -195,11 +297,16 @@ pub async fn step_deadline(sys: &System) {
     let order = checkout(sys, &shop, "payment-nobody-confirms").await;
     sys.wait_for_order_status(&order, "rejected").await;
     let saga = sys
-        .wait_until(&format!("/api/cosec/sagas/{order}"), "the saga to finish", |v| {
-            v["saga"]["done"] == json!(true)
-        })
+        .wait_until(
+            &format!("/api/cosec/sagas/{order}"),
+            "the saga to finish",
+            |v| v["saga"]["done"] == json!(true),
+        )
         .await;
-    let list = saga["saga"]["data"]["shoppingId"].as_str().unwrap_or_default().to_owned();
+    let list = saga["saga"]["data"]["shoppingId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(shopping_list_status(sys, &list).await, "canceled");
 }
 
@@ -210,13 +317,17 @@ pub async fn customer_cancels(sys: &System) {
     let order = checkout(sys, &shop, "payment-pending").await;
     sys.wait_for_order_status(&order, "pending").await;
     wait_for_search_status(sys, &order, "New").await;
-    let (status, body) = sys.call(Method::DELETE, &format!("/api/ordering/{order}"), None).await;
+    let (status, body) = sys
+        .call(Method::DELETE, &format!("/api/ordering/{order}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "cancel: {body}");
     assert_eq!(body, json!({}));
     sys.wait_for_order_status(&order, "cancelled").await;
     wait_for_search_status(sys, &order, "Canceled").await;
-    wait_for_notification(sys, &order, "canceled").await;
-    let (status, body) = sys.call(Method::DELETE, &format!("/api/ordering/{order}"), None).await;
+    wait_for_notification(sys, &order, "order-canceled").await;
+    let (status, body) = sys
+        .call(Method::DELETE, &format!("/api/ordering/{order}"), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], json!("the order cannot be cancelled"));
 }

@@ -24,7 +24,10 @@ async fn unconfirmed_payment_cancels_the_list_and_rejects_the_order() {
 #[tokio::test]
 async fn a_step_without_replier_times_out_and_compensates() {
     let options = Options::monolith()
-        .with_env("MALLBOTS_MODULES", "stores,customers,baskets,ordering,depot,notifications,search,cosec")
+        .with_env(
+            "MALLBOTS_MODULES",
+            "stores,customers,baskets,ordering,depot,notifications,search,cosec",
+        )
         .with_env("SAGA_STEP_TIMEOUT", "2s");
     let sys = System::start("e2e_mono_deadline", options).await;
     scenarios::step_deadline(&sys).await;
@@ -33,7 +36,10 @@ async fn a_step_without_replier_times_out_and_compensates() {
 #[tokio::test]
 async fn a_customer_cancels_a_pending_order() {
     let options = Options::monolith()
-        .with_env("MALLBOTS_MODULES", "stores,customers,baskets,ordering,depot,notifications,search,cosec")
+        .with_env(
+            "MALLBOTS_MODULES",
+            "stores,customers,baskets,ordering,depot,notifications,search,cosec",
+        )
         .with_env("SAGA_STEP_TIMEOUT", "120s");
     let sys = System::start("e2e_mono_cancel", options).await;
     scenarios::customer_cancels(&sys).await;

@@ -25,7 +25,10 @@ async fn unconfirmed_payment_across_separate_processes() {
 #[tokio::test]
 async fn step_deadline_across_separate_processes() {
     let options = Options::services()
-        .with_env("SERVICES", "stores,customers,baskets,ordering,depot,notifications,search,cosec")
+        .with_env(
+            "SERVICES",
+            "stores,customers,baskets,ordering,depot,notifications,search,cosec",
+        )
         .with_env("SAGA_STEP_TIMEOUT", "2s");
     let sys = System::start("e2e_svc_deadline", options).await;
     scenarios::step_deadline(&sys).await;
@@ -34,7 +37,10 @@ async fn step_deadline_across_separate_processes() {
 #[tokio::test]
 async fn customer_cancels_across_separate_processes() {
     let options = Options::services()
-        .with_env("SERVICES", "stores,customers,baskets,ordering,depot,notifications,search,cosec")
+        .with_env(
+            "SERVICES",
+            "stores,customers,baskets,ordering,depot,notifications,search,cosec",
+        )
         .with_env("SAGA_STEP_TIMEOUT", "120s");
     let sys = System::start("e2e_svc_cancel", options).await;
     scenarios::customer_cancels(&sys).await;

@@ -10,8 +10,10 @@ use platform::Module;
 fn modules() -> Vec<Box<dyn Module>> {
     vec![
         Box::new(customers::CustomersModule::new()),
+        Box::new(notifications::NotificationsModule::default()),
         Box::new(payments::PaymentsModule::new()),
         Box::new(stores::StoresModule::new()),
+        Box::new(search::SearchModule::default()),
     ]
 }
 
