@@ -10,7 +10,9 @@ use platform::Module;
 fn modules() -> Vec<Box<dyn Module>> {
     vec![
         Box::new(customers::CustomersModule::new()),
+        Box::new(depot::DepotModule::new()),
         Box::new(notifications::NotificationsModule::default()),
+        Box::new(ordering::OrderingModule::new()),
         Box::new(payments::PaymentsModule::new()),
         Box::new(stores::StoresModule::new()),
         Box::new(search::SearchModule::default()),

@@ -1,0 +1,13 @@
+//! The ordering service on its own: only wiring, the behaviour is in the library.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    platform::run_binary(
+        "ordering",
+        "MallBots ordering service: orders from checkout to completion",
+        || vec![Box::new(ordering::OrderingModule::new())],
+    )
+    .await
+}
