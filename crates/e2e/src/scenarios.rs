@@ -276,10 +276,10 @@ pub async fn payment_not_confirmed(sys: &System) {
         .wait_until(
             &format!("/api/cosec/sagas/{order}"),
             "the saga to finish",
-            |v| v["saga"]["done"] == json!(true),
+            |v| v["done"] == json!(true),
         )
         .await;
-    let list = saga["saga"]["data"]["shoppingId"]
+    let list = saga["data"]["shoppingId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -300,10 +300,10 @@ pub async fn step_deadline(sys: &System) {
         .wait_until(
             &format!("/api/cosec/sagas/{order}"),
             "the saga to finish",
-            |v| v["saga"]["done"] == json!(true),
+            |v| v["done"] == json!(true),
         )
         .await;
-    let list = saga["saga"]["data"]["shoppingId"]
+    let list = saga["data"]["shoppingId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();

@@ -15,6 +15,7 @@ fn modules() -> Vec<Box<dyn Module>> {
         Box::new(ordering::OrderingModule::new()),
         Box::new(payments::PaymentsModule::new()),
         Box::new(stores::StoresModule::new()),
+        Box::new(order_saga::OrderSagaModule::from_env()),
         Box::new(search::SearchModule::default()),
     ]
 }
