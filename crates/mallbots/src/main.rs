@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use platform::Module;
 
 /// The modules this process runs, in start order (spec ops.md §1: baskets, customers, depot,
-/// notifications, ordering, payments, stores, cosec, search). Add each service here.
+/// notifications, ordering, payments, stores, cosec, search).
 fn modules() -> Vec<Box<dyn Module>> {
     vec![
+        Box::new(baskets::BasketsModule::new()),
         Box::new(customers::CustomersModule::new()),
         Box::new(depot::DepotModule::new()),
         Box::new(notifications::NotificationsModule::default()),
