@@ -69,9 +69,30 @@ pub struct System {
     pub base: String,
     client: reqwest::Client,
     child: Option<Child>,
+    launch: Launch,
     prefix: String,
     _databases: Vec<TestDatabase>,
     database_prefix: Option<String>,
+}
+
+/// How the system's process is started (kept to start it again after a stop).
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launch {
+    fn spawn(&self) -> Child {
+        let mut command = Command::new(&self.binary);
+        command
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null());
+        if std::env::var("E2E_SHOW_LOGS").is_err() {
+            command.stdout(Stdio::null());
+        }
+        command.spawn().expect("start the system")
+    }
 }
 
 /// Where cargo put the workspace's binaries (next to this test binary's `deps` folder).
@@ -101,43 +122,44 @@ impl System {
     pub async fn start(label: &str, options: Options) -> System {
         let prefix = testkit::unique_prefix(label);
         let port = testkit::free_port();
-        let mut command;
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut set = |k: &str, v: String| env.push((k.to_owned(), v));
         let mut databases = Vec::new();
         let mut database_prefix = None;
-        match &options.deployment {
+        let binary_path = match &options.deployment {
             Deployment::Monolith => {
                 let db = TestDatabase::create(label).await;
-                command = Command::new(binary("mallbots"));
-                command.env("DATABASE_URL", db.url());
+                set("DATABASE_URL", db.url().to_owned());
                 databases.push(db);
+                binary("mallbots")
             }
             Deployment::Services { replicas } => {
                 // run-services creates `<prefix><service>` databases; they are dropped on drop.
                 let db_prefix = format!("{prefix}_");
-                command = Command::new(binary("run-services"));
-                command
-                    .env("DATABASE_URL", testkit::database_url())
-                    .env("DATABASE_PREFIX", &db_prefix)
-                    .env("SERVICE_REPLICAS", replicas);
+                set("DATABASE_URL", testkit::database_url());
+                set("DATABASE_PREFIX", db_prefix.clone());
+                set("SERVICE_REPLICAS", replicas.clone());
                 database_prefix = Some(db_prefix);
+                binary("run-services")
             }
+        };
+        set("NATS_URL", testkit::nats_url());
+        set("NATS_PREFIX", prefix.clone());
+        set("HTTP_ADDR", format!("127.0.0.1:{port}"));
+        set("LOG_FORMAT", "json".into());
+        set(
+            "LOG_LEVEL",
+            std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        );
+        set("SHUTDOWN_TIMEOUT", "10s".into());
+        for (k, v) in &options.env {
+            set(k, v.clone());
         }
-        command
-            .env("NATS_URL", testkit::nats_url())
-            .env("NATS_PREFIX", &prefix)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("LOG_FORMAT", "json")
-            .env(
-                "LOG_LEVEL",
-                std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-            )
-            .env("SHUTDOWN_TIMEOUT", "10s")
-            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        if std::env::var("E2E_SHOW_LOGS").is_err() {
-            command.stdout(Stdio::null());
-        }
-        let child = command.spawn().expect("start the system");
+        let launch = Launch {
+            binary: binary_path,
+            env,
+        };
+        let child = launch.spawn();
         let system = System {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
@@ -145,6 +167,7 @@ impl System {
                 .build()
                 .expect("HTTP client"),
             child: Some(child),
+            launch,
             prefix,
             _databases: databases,
             database_prefix,
@@ -267,6 +290,19 @@ impl System {
                 "the system did not stop cleanly"
             );
         }
+    }
+
+    /// SIGTERM, asserting a clean exit within the shutdown budget, then the same process
+    /// again on the same database and prefix; waits until it is ready.
+    pub async fn restart(&mut self) {
+        if let Some(child) = self.child.take() {
+            assert!(
+                terminate(child, Duration::from_secs(30)),
+                "the system did not stop cleanly on SIGTERM"
+            );
+        }
+        self.child = Some(self.launch.spawn());
+        self.wait_ready().await;
     }
 }
 

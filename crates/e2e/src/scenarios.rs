@@ -331,3 +331,63 @@ pub async fn customer_cancels(sys: &System) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], json!("the order cannot be cancelled"));
 }
+
+/// Graceful shutdown under load: checkouts are fired, the process gets SIGTERM while their
+/// messages are in flight, and a restarted process on the same database and prefix finishes
+/// every accepted checkout — each order approved, announced once, indexed once.
+pub async fn sigterm_under_load_then_restart(sys: &mut System) {
+    let shop = open_shop(sys, "restart").await;
+    let payment = pay_for(sys, &shop, 10_000.0).await;
+    let mut baskets = Vec::new();
+    for _ in 0..12 {
+        let basket = sys
+            .create("/api/baskets", json!({"customerId": shop.customer}))
+            .await;
+        sys.put(
+            &format!("/api/baskets/{basket}/addItem"),
+            json!({"productId": shop.products[0].0, "quantity": 1}),
+        )
+        .await;
+        baskets.push(basket);
+    }
+    // Check out everything, then stop while the saga hops are still in flight.
+    for basket in &baskets {
+        sys.put(
+            &format!("/api/baskets/{basket}/checkout"),
+            json!({"paymentId": payment}),
+        )
+        .await;
+    }
+    sys.restart().await;
+    for order in &baskets {
+        sys.wait_for_order_status(order, "approved").await;
+    }
+    for order in &baskets {
+        let kinds = {
+            let path = format!("/api/notifications?orderId={order}");
+            sys.wait_until(&path, "the created notification", |v| {
+                v["notifications"].as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+            notification_kinds(sys, order).await
+        };
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "order-created").count(),
+            1,
+            "{order}: {kinds:?}"
+        );
+    }
+    let (status, listed) = sys
+        .call(
+            Method::POST,
+            "/api/search/orders",
+            Some(json!({"filters": {"customerId": shop.customer}, "limit": 100})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed["orders"].as_array().map(Vec::len),
+        Some(baskets.len()),
+        "{listed}"
+    );
+}

@@ -44,3 +44,9 @@ async fn a_customer_cancels_a_pending_order() {
     let sys = System::start("e2e_mono_cancel", options).await;
     scenarios::customer_cancels(&sys).await;
 }
+
+#[tokio::test]
+async fn sigterm_under_load_finishes_in_flight_work_and_a_restart_loses_nothing() {
+    let mut sys = System::start("e2e_mono_restart", Options::monolith()).await;
+    scenarios::sigterm_under_load_then_restart(&mut sys).await;
+}

@@ -45,3 +45,9 @@ async fn customer_cancels_across_separate_processes() {
     let sys = System::start("e2e_svc_cancel", options).await;
     scenarios::customer_cancels(&sys).await;
 }
+
+#[tokio::test]
+async fn sigterm_under_load_then_restart_of_every_process() {
+    let mut sys = System::start("e2e_svc_restart", Options::services()).await;
+    scenarios::sigterm_under_load_then_restart(&mut sys).await;
+}
