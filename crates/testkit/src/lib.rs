@@ -68,7 +68,9 @@ pub async fn delete_stream(url: &str, name: &str) {
 /// Drops every database whose name starts with `prefix` (clean-up after a test that let a
 /// program create databases of its own, e.g. one per service).
 pub async fn drop_databases_with_prefix(admin_url: &str, prefix: &str) {
-    let Ok(mut conn) = PgConnection::connect(admin_url).await else { return };
+    let Ok(mut conn) = PgConnection::connect(admin_url).await else {
+        return;
+    };
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
@@ -78,7 +80,9 @@ pub async fn drop_databases_with_prefix(admin_url: &str, prefix: &str) {
             .unwrap_or_default();
     for name in names {
         let _ = conn
-            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
             .await;
     }
 }
