@@ -3,7 +3,7 @@
 //! per-hop latency (publish → handler) p50/p99 of both and the added p50.
 //!
 //! Environment: NATS_URL (default nats://127.0.0.1:4222), BENCH_MESSAGES (default 20000),
-//! BENCH_HOPS (default 2000).
+//! BENCH_HOPS (default 2000), BENCH_ROUNDS (default 3; the median of the rounds is reported).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -301,14 +306,29 @@ async fn main() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let client = async_nats::connect(&url).await.expect("connect to NATS");
 
-    println!("messaging benchmark: {count} messages (~200 B), {hops} single hops, NATS at {url}");
+    println!(
+        "messaging benchmark: {count} messages (~200 B) per round, {hops} single hops, NATS at {url}"
+    );
     // Warm both paths once so neither pays for first-use costs.
     raw_throughput(&client, &format!("benchwarm_raw_{run}"), 1000, false).await;
     crate_throughput(&url, &format!("benchwarm_crate_{run}"), 1000).await;
 
-    let raw = raw_throughput(&client, &format!("bench_raw_{run}"), count, false).await;
-    let raw_md = raw_throughput(&client, &format!("bench_rawmd_{run}"), count, true).await;
-    let ours = crate_throughput(&url, &format!("bench_crate_{run}"), count).await;
+    // Rounds interleave the three paths so that background load hits them alike; the median
+    // of each is reported.
+    let rounds = env_num("BENCH_ROUNDS", 3).max(1);
+    let (mut raws, mut raw_mds, mut ours_all) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        raws.push(raw_throughput(&client, &format!("bench_raw_{run}_{round}"), count, false).await);
+        raw_mds.push(
+            raw_throughput(&client, &format!("bench_rawmd_{run}_{round}"), count, true).await,
+        );
+        ours_all.push(crate_throughput(&url, &format!("bench_crate_{run}_{round}"), count).await);
+    }
+    let (raw, raw_md, ours) = (
+        median(&mut raws),
+        median(&mut raw_mds),
+        median(&mut ours_all),
+    );
     let raw_lat = raw_hops(&client, &format!("bench_rawhop_{run}"), hops).await;
     let our_lat = crate_hops(&url, &format!("bench_cratehop_{run}"), hops).await;
 
@@ -316,7 +336,7 @@ async fn main() {
     let ratio_md = ours / raw_md * 100.0;
     let added = ms(percentile(&our_lat, 0.5)) - ms(percentile(&raw_lat, 0.5));
     println!();
-    println!("| path | publish+consume msg/s | hop p50 ms | hop p99 ms |");
+    println!("| path | publish+consume msg/s (median of {rounds}) | hop p50 ms | hop p99 ms |");
     println!("|---|---:|---:|---:|");
     println!(
         "| raw async-nats | {raw:.0} | {:.3} | {:.3} |",

@@ -3,6 +3,7 @@
 //! work and per-key worker shards, supervision that recreates a consumer after any failure, and
 //! queries over core NATS request/reply with queue groups.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use async_nats::jetstream::{self, AckKind};
 use async_nats::{HeaderMap, client::RequestErrorKind};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use futures_util::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -228,6 +229,34 @@ impl JetStream {
         Ok((info.num_pending, info.num_ack_pending as u64))
     }
 
+    /// Dead letters stored in the stream, per consumer (`<prefix>.deadletter.<durable>` →
+    /// durable): the depth of each dead-letter queue, for metrics and tooling. Consumers without
+    /// dead letters are absent.
+    pub async fn dead_letter_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let provision = |e: &dyn std::fmt::Display| Error::Provision {
+            what: format!("stream {}", self.stream),
+            reason: e.to_string(),
+        };
+        let stream = self
+            .js
+            .get_stream(self.stream.as_ref())
+            .await
+            .map_err(|e| provision(&e))?;
+        let prefix = dispatch::dead_letter_subject(&self.prefix, "");
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(|e| provision(&e))?;
+        let mut counts = std::collections::BTreeMap::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, count) = entry.map_err(|e| provision(&e))?;
+            if let Some(durable) = subject.strip_prefix(&prefix) {
+                *counts.entry(durable.to_owned()).or_default() += count as u64;
+            }
+        }
+        Ok(counts)
+    }
+
     fn consumer_config(&self, sub: &Subscription) -> jetstream::consumer::pull::Config {
         let policy = &sub.policy;
         jetstream::consumer::pull::Config {
@@ -266,15 +295,22 @@ impl JetStream {
     }
 
     /// Fetches until shutdown (`Ok`) or a failure (`Err`, the supervisor recreates everything).
+    ///
+    /// Messages are spread over `workers` shards by key; each shard handles one message at a
+    /// time, in arrival order, so one key's messages never run concurrently or out of order.
+    /// All shards are driven from this one task: handing a message to another task cost a
+    /// cross-thread wake-up per message, the largest overhead over raw async-nats. The broker's
+    /// `max_ack_pending` bounds how many messages can wait in the shards' queues. Whatever ends
+    /// the loop, the messages already received are finished and acknowledged first.
     async fn pump(
         &self,
         sub: &Subscription,
         status: &ConsumerStatus,
-        shards: &[mpsc::Sender<jetstream::Message>],
         shutdown: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let consumer = self.consumer(sub).await.map_err(|e| e.to_string())?;
-        let batch = (sub.policy.workers.max(1) * 2).min(256);
+        let shards = sub.policy.workers.max(1);
+        let batch = (shards * 2).min(256);
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(batch)
@@ -284,74 +320,102 @@ impl JetStream {
             .await
             .map_err(|e| e.to_string())?;
         status.set_running();
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(msg)) => {
-                    let key = msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(header::KEY).or_else(|| h.get(header::NATS_MSG_ID)))
-                        .map(|v| v.as_str().to_owned())
-                        .unwrap_or_default();
-                    let shard = dispatch::shard_of(&key, shards.len());
-                    if shards[shard].send(msg).await.is_err() {
-                        return Err("worker stopped".to_owned());
+        let mut queues: Vec<VecDeque<jetstream::Message>> =
+            (0..shards).map(|_| VecDeque::new()).collect();
+        let mut busy = vec![false; shards];
+        let mut running = FuturesUnordered::new();
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(shard) = running.next(), if !running.is_empty() => {
+                    let shard: usize = shard;
+                    match queues[shard].pop_front() {
+                        Some(next) => running.push(self.settle_one(sub, status, next, shard)),
+                        None => busy[shard] = false,
                     }
                 }
-                Some(Err(e)) => return Err(format!("consumer {} failed: {e}", sub.durable)),
-                None => return Err(format!("consumer {} message stream ended", sub.durable)),
-            }
-        }
-    }
-
-    async fn work(
-        self,
-        sub: Arc<Subscription>,
-        status: Arc<ConsumerStatus>,
-        mut rx: mpsc::Receiver<jetstream::Message>,
-    ) {
-        let ack_wait = sub.policy.ack_wait;
-        while let Some(msg) = rx.recv().await {
-            let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
-            let (env, malformed) = envelope_from(&msg.message);
-            let env = Arc::new(env);
-            let (verdict, attempts) = match malformed {
-                Some(reason) => (Verdict::DeadLetter { reason }, attempt),
-                None => {
-                    let wait = |delay: Duration| keep_alive(&msg, delay, ack_wait);
-                    dispatch::settle(&sub, env.clone(), attempt, wait).await
-                }
-            };
-            let acked = match verdict {
-                Verdict::Ack => msg.ack().await,
-                Verdict::Retry { delay, .. } => msg.ack_with(AckKind::Nak(Some(delay))).await,
-                Verdict::DeadLetter { reason } => {
-                    let dead = dispatch::dead_letter(&self.prefix, &sub, &env, &reason, attempts);
-                    tracing::error!(
-                        message.id = %env.id, message.name = %env.name, consumer = %sub.durable,
-                        %reason, attempts, dead_letter = %dead.subject, "message dead-lettered"
-                    );
-                    match self.publish(&dead).await {
-                        Ok(()) => msg.ack_with(AckKind::Term).await,
-                        Err(e) => {
-                            // Never drop: leave it to be redelivered and dead-lettered again.
-                            tracing::error!(error = %e, "dead-letter publish failed; will retry");
-                            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                                .await
+                _ = shutdown.cancelled() => break Ok(()),
+                next = messages.next() => match next {
+                    Some(Ok(msg)) => {
+                        let shard = shard_for(&msg, shards);
+                        if busy[shard] {
+                            queues[shard].push_back(msg);
+                        } else {
+                            busy[shard] = true;
+                            running.push(self.settle_one(sub, status, msg, shard));
                         }
                     }
-                }
-            };
-            if let Err(e) = acked {
-                tracing::warn!(error = %e, consumer = %sub.durable, "acknowledgement failed; the broker will redeliver");
+                    Some(Err(e)) => break Err(format!("consumer {} failed: {e}", sub.durable)),
+                    None => break Err(format!("consumer {} message stream ended", sub.durable)),
+                },
             }
-            status.count_settled();
+        };
+        // Stop fetching; finish (and acknowledge) what was already handed to us.
+        drop(messages);
+        while let Some(shard) = running.next().await {
+            if let Some(next) = queues[shard].pop_front() {
+                running.push(self.settle_one(sub, status, next, shard));
+            }
         }
+        outcome
     }
+
+    /// Handles one message to a final verdict and acknowledges it; returns its shard.
+    async fn settle_one(
+        &self,
+        sub: &Subscription,
+        status: &ConsumerStatus,
+        msg: jetstream::Message,
+        shard: usize,
+    ) -> usize {
+        let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+        let (env, malformed) = envelope_from(&msg.message);
+        let env = Arc::new(env);
+        let (verdict, attempts) = match malformed {
+            Some(reason) => (Verdict::DeadLetter { reason }, attempt),
+            None => {
+                let ack_wait = sub.policy.ack_wait;
+                let wait = |delay: Duration| keep_alive(&msg, delay, ack_wait);
+                dispatch::settle(sub, env.clone(), attempt, wait).await
+            }
+        };
+        let acked = match verdict {
+            Verdict::Ack => msg.ack().await,
+            Verdict::Retry { delay, .. } => msg.ack_with(AckKind::Nak(Some(delay))).await,
+            Verdict::DeadLetter { reason } => {
+                let dead = dispatch::dead_letter(&self.prefix, sub, &env, &reason, attempts);
+                tracing::error!(
+                    message.id = %env.id, message.name = %env.name, consumer = %sub.durable,
+                    %reason, attempts, dead_letter = %dead.subject, "message dead-lettered"
+                );
+                match self.publish(&dead).await {
+                    Ok(()) => msg.ack_with(AckKind::Term).await,
+                    Err(e) => {
+                        // Never drop: leave it to be redelivered and dead-lettered again.
+                        tracing::error!(error = %e, "dead-letter publish failed; will retry");
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await
+                    }
+                }
+            }
+        };
+        if let Err(e) = acked {
+            tracing::warn!(error = %e, consumer = %sub.durable, "acknowledgement failed; the broker will redeliver");
+        }
+        status.count_settled();
+        shard
+    }
+}
+
+/// The shard of a received message: by its key, else by its id.
+fn shard_for(msg: &jetstream::Message, shards: usize) -> usize {
+    let key = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(header::KEY).or_else(|| h.get(header::NATS_MSG_ID)))
+        .map(|v| v.as_str())
+        .unwrap_or_default();
+    dispatch::shard_of(key, shards)
 }
 
 /// Sleeps `delay` while telling the broker the message is still being worked on.
@@ -534,17 +598,9 @@ impl Transport for JetStream {
         let this = self.clone();
         let st = status.clone();
         let task = tokio::spawn(async move {
-            let workers = sub.policy.workers.max(1);
-            let mut shards = Vec::with_capacity(workers);
-            let mut tasks = Vec::with_capacity(workers);
-            for _ in 0..workers {
-                let (tx, rx) = mpsc::channel(8);
-                shards.push(tx);
-                tasks.push(tokio::spawn(this.clone().work(sub.clone(), st.clone(), rx)));
-            }
             let mut delay = Duration::from_millis(100);
             loop {
-                match this.pump(&sub, &st, &shards, &shutdown).await {
+                match this.pump(&sub, &st, &shutdown).await {
                     Ok(()) => break,
                     Err(reason) => {
                         tracing::warn!(consumer = %sub.durable, %reason, ?delay, "consumer stopped; recreating");
@@ -556,11 +612,6 @@ impl Transport for JetStream {
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
-            }
-            // Stop fetching, let the workers finish and ack what they were handed.
-            drop(shards);
-            for t in tasks {
-                let _ = t.await;
             }
             st.set_stopped();
         });
