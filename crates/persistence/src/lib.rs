@@ -5,7 +5,8 @@
 //!   change, then published with broker confirmation (a crash may duplicate, never lose);
 //! - [`inbox`]: consumers record handled message ids in the handler's transaction;
 //! - [`saga`]: saga instances with versioned updates and deadlines;
-//! - [`migrate`]: a tiny migrations runner that lets several components share one schema.
+//! - [`migrate`](mod@migrate): a tiny migrations runner that lets several components share one
+//!   schema.
 //!
 //! Every module lives in its own PostgreSQL schema: the monolith puts every schema in one
 //! database, microservices use a database each, with the same migrations. Pools are connected
@@ -46,7 +47,8 @@ pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
 ///
 /// Bounded (10 connections, 5 s to acquire): a stalled database makes callers fail fast instead
 /// of queueing without limit. Build your own [`PgPoolOptions`] with [`connect_options`] for other
-/// limits. The outbox relay keeps one of these connections for `LISTEN`.
+/// limits. An outbox relay on the pool keeps one connection for `LISTEN` and uses another while
+/// it publishes a batch.
 pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(10)
@@ -54,4 +56,28 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
         .connect_with(connect_options(url, schema)?)
         .await?;
     Ok(pool)
+}
+
+/// Runs a housekeeping `DELETE` (binding `$1` = `retention` in seconds, `$2` = the chunk size)
+/// until a chunk comes back short; returns the rows deleted. Chunks keep each statement's locks
+/// and WAL small; `SKIP LOCKED` in the statement lets instances prune side by side.
+pub(crate) async fn delete_in_chunks(
+    pool: &PgPool,
+    sql: &'static str,
+    retention: Duration,
+) -> Result<u64> {
+    const CHUNK: i64 = 5000;
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(sql)
+            .bind(retention.as_secs_f64())
+            .bind(CHUNK)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        total += deleted;
+        if deleted < CHUNK as u64 {
+            return Ok(total);
+        }
+    }
 }

@@ -1,0 +1,166 @@
+//! The transactional outbox: a service writes the integration messages of a state change into
+//! the `outbox` table in the same transaction as the change itself, so either both happen or
+//! neither. Nothing is sent here; the [relay](crate::relay) publishes after commit. A commit
+//! fires `NOTIFY` (a trigger on the table) so the relay wakes at once instead of polling.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use messaging::Envelope;
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::Result;
+
+/// Writes `envelopes` into the outbox of the connection's schema, in order, inside the caller's
+/// transaction (`outbox::enqueue(&mut tx, &[env])`). An id that is already there is ignored,
+/// so retrying a unit of work with the same envelopes cannot publish twice.
+///
+/// Messages with the same ordering key (the `Message-Key` header) are published in the order
+/// they were enqueued, provided writers of one aggregate are serialised (the event store's
+/// version check or a row lock does that): enqueue after the state change, not before.
+pub async fn enqueue(conn: &mut PgConnection, envelopes: &[Envelope]) -> Result<()> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(envelopes.len());
+    let mut names = Vec::with_capacity(envelopes.len());
+    let mut subjects = Vec::with_capacity(envelopes.len());
+    let mut payloads = Vec::with_capacity(envelopes.len());
+    let mut headers = Vec::with_capacity(envelopes.len());
+    let mut keys = Vec::with_capacity(envelopes.len());
+    for env in envelopes {
+        ids.push(env.id);
+        names.push(env.name.as_str());
+        subjects.push(env.subject.as_str());
+        payloads.push(env.payload.as_ref());
+        headers.push(serde_json::to_string(&env.headers).unwrap_or_else(|_| "{}".to_owned()));
+        keys.push(env.key());
+    }
+    // ORDER BY the array position so `seq` follows the caller's order.
+    sqlx::query(
+        "INSERT INTO outbox (id, name, subject, payload, headers, key)
+         SELECT id, name, subject, payload, headers::jsonb, key
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[])
+              WITH ORDINALITY AS m(id, name, subject, payload, headers, key, n)
+         ORDER BY n
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .bind(&subjects)
+    .bind(&payloads)
+    .bind(&headers)
+    .bind(&keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What is waiting to be published, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Unsent rows.
+    pub count: i64,
+    /// Age of the oldest unsent row (`None` when there is none).
+    pub oldest_age: Option<Duration>,
+}
+
+/// The unsent rows of the pool's schema: how many, and how old the oldest is.
+pub async fn backlog(pool: &PgPool) -> Result<Backlog> {
+    let (count, age): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8
+         FROM outbox WHERE sent_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    let oldest_age = age.map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+    Ok(Backlog { count, oldest_age })
+}
+
+/// How often [`report_metrics`] refreshes the outbox gauges.
+pub const METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refreshes, every `interval` until `shutdown`, the gauges of the pool's outbox, labelled with
+/// its schema (the module: `stores`, `cosec`, ...):
+/// - `outbox_backlog{module}`: rows not yet published;
+/// - `outbox_lag_seconds{module}`: age of the oldest unsent row (0 when there is none).
+///
+/// The relay runs this beside itself, so every module with an outbox reports it.
+pub async fn report_metrics(
+    pool: PgPool,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let module = loop {
+        match sqlx::query_scalar::<_, String>("SELECT current_schema()::text")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(schema) => break schema,
+            Err(e) => {
+                tracing::debug!(error = %e, "outbox metrics: schema unknown yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match backlog(&pool).await {
+            Ok(b) => {
+                metrics::gauge!("outbox_backlog", "module" => module.clone()).set(b.count as f64);
+                metrics::gauge!("outbox_lag_seconds", "module" => module.clone())
+                    .set(b.oldest_age.map_or(0.0, |age| age.as_secs_f64()));
+            }
+            Err(e) => tracing::debug!(module = %module, error = %e, "outbox metrics unavailable"),
+        }
+    }
+}
+
+/// Deletes sent rows created more than `retention` ago, in chunks so no statement holds many
+/// locks; returns how many went. Unsent rows stay whatever their age. Rows being deleted by
+/// another instance are skipped, not waited for.
+pub async fn delete_sent(pool: &PgPool, retention: Duration) -> Result<u64> {
+    crate::delete_in_chunks(
+        pool,
+        "DELETE FROM outbox WHERE seq IN (
+             SELECT seq FROM outbox
+             WHERE created_at < now() - make_interval(secs => $1) AND sent_at IS NOT NULL
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        retention,
+    )
+    .await
+}
+
+/// One unsent row, as the relay claims it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Row {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: sqlx::types::Json<BTreeMap<String, String>>,
+    pub key: Option<String>,
+    /// An older row of the same key is unsent and not ours to publish yet.
+    pub blocked: bool,
+}
+
+impl Row {
+    pub(crate) fn envelope(&self) -> Envelope {
+        Envelope {
+            id: self.id,
+            name: self.name.clone(),
+            subject: self.subject.clone(),
+            payload: self.payload.clone().into(),
+            headers: self.headers.0.clone(),
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The outbox relay: publishes committed outbox rows and marks them sent once the broker has
+//! confirmed them.
+//!
+//! - Woken by the `NOTIFY` an enqueuing commit fires; polling (`poll_interval`) is only the
+//!   fallback for a lost notification or a dropped `LISTEN` connection.
+//! - Claims the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a transaction that
+//!   lives until the rows are marked, so relays of several instances never publish one row at
+//!   the same time, and a crashed relay's claim ends with its connection. It always selects
+//!   unsent rows (no "last seen" cursor), so a row committed late by a slow transaction is
+//!   still found.
+//! - Publishes with pipelined PubAcks (`max_in_flight` at a time), `Nats-Msg-Id` = row id, and
+//!   marks a row sent only after its PubAck. A crash between the two republishes the row: the
+//!   broker's de-duplication window or the consumer's inbox removes the copy. Nothing is lost.
+//! - Keeps per-key order (the `Message-Key` header): a row is held back while an older row of
+//!   its key is unsent and not in its claim (claimed by another relay, or waiting for a retry);
+//!   within a batch a key's next row is sent only after its previous one was confirmed, and the
+//!   batch stops at the first failed window.
+//! - A failed row is retried with exponential back-off per row (attempts and the last error are
+//!   kept on the row), never dropped; one poison message holds back only its own key.
+//! - Commits its marks without waiting for the WAL flush (`synchronous_commit = off` for that
+//!   transaction only): a mark lost in a database crash means a duplicate, never a loss.
+//! - Never exits on an error: database and broker failures are logged, counted and retried.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use messaging::{CancellationToken, Envelope, Transport};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::outbox::{self, Row};
+
+/// How the relay batches, retries and cleans up.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows claimed per transaction.
+    pub batch_size: usize,
+    /// Publishes awaiting their PubAck at once (the rest of a batch waits for the window).
+    pub max_in_flight: usize,
+    /// Fallback poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// First retry delay of a failed row; doubles per attempt up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// A publish window without every PubAck by then counts as failed (the transport has its
+    /// own ack timeout; this also bounds a publish stuck behind a full client buffer).
+    pub publish_timeout: Duration,
+    /// How often clean-up deletes sent rows created more than `retention` ago.
+    pub cleanup_interval: Duration,
+    /// How long rows stay after their creation (for inspection) before clean-up deletes them,
+    /// once sent.
+    pub retention: Duration,
+    /// On shutdown, how long to keep publishing what is ready before giving up (the rows stay
+    /// and the next start publishes them).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 500,
+            max_in_flight: 256,
+            poll_interval: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(10),
+            cleanup_interval: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters for metrics and readiness (read with [`RelayStats::snapshot`]).
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    batches: AtomicU64,
+    published: AtomicU64,
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayCounters {
+    /// Claim transactions that found rows.
+    pub batches: u64,
+    /// Rows published and marked sent.
+    pub published: u64,
+    /// Failed publish attempts (each will be retried).
+    pub failed: u64,
+    /// The latest publish or database error, cleared by the next clean batch.
+    pub last_error: Option<String>,
+}
+
+impl RelayStats {
+    /// The current values.
+    pub fn snapshot(&self) -> RelayCounters {
+        RelayCounters {
+            batches: self.batches.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+}
+
+/// What one claim transaction did.
+#[derive(Debug, Default)]
+struct Batch {
+    claimed: usize,
+    /// Claimed rows held back behind an older row of their key.
+    blocked: usize,
+    published: usize,
+    failed: usize,
+    /// The first publish error, if any row failed.
+    error: Option<messaging::Error>,
+}
+
+/// What a run of batches did.
+#[derive(Debug, Default)]
+struct Drained {
+    published: usize,
+    /// The last batch held rows back behind another relay's or a retrying row.
+    blocked: bool,
+    error: Option<messaging::Error>,
+}
+
+/// Publishes one schema's outbox. Run one per service instance; several may run at once.
+pub struct OutboxRelay {
+    pool: PgPool,
+    transport: Arc<dyn Transport>,
+    config: RelayConfig,
+    stats: Arc<RelayStats>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claim: the oldest unsent rows that are due, locked (skipping rows another relay holds),
+/// each flagged `blocked` if an older unsent row of its key is outside this claim (locked by
+/// another relay, or waiting for its retry): publishing past it would break the key's order.
+///
+/// The check runs once per key, not per row (`MATERIALIZED`, whatever the estimates say): find
+/// the key's oldest unsent row outside the claim and block the claimed rows after it.
+const CLAIM: &str = "
+    WITH claimed AS (
+        SELECT seq, id, name, subject, payload, headers, key FROM outbox
+        WHERE sent_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
+        ORDER BY seq
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ),
+    outside AS MATERIALIZED (
+        SELECT k.key,
+               (SELECT o.seq FROM outbox o
+                WHERE o.sent_at IS NULL AND o.key = k.key
+                  AND o.seq NOT IN (SELECT seq FROM claimed)
+                ORDER BY o.seq LIMIT 1) AS first_seq
+        FROM (SELECT DISTINCT key FROM claimed WHERE key IS NOT NULL) k
+    )
+    SELECT c.seq, c.id, c.name, c.subject, c.payload, c.headers, c.key,
+           coalesce(c.seq > x.first_seq, false) AS blocked
+    FROM claimed c LEFT JOIN outside x ON x.key = c.key";
+
+/// The claim transaction's settings, sent with its `BEGIN` (no extra round trip):
+/// - `synchronous_commit off`: the marks need not wait for the WAL flush. A mark lost in a
+///   database crash only republishes rows that the broker or the inboxes de-duplicate, and the
+///   relay's commits stop queueing behind the producers' flushes.
+/// - `enable_seqscan off`, `enable_sort off`: always walk the indexes. A queue table's
+///   statistics are usually wrong: analysed while nearly empty, then a backlog builds up (a
+///   broker outage). Trusting them, the planner scans and sorts the whole table on every batch
+///   (claim and mark), which makes draining a large backlog quadratic.
+const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO off; \
+                     SET LOCAL enable_seqscan TO off; SET LOCAL enable_sort TO off";
+
+impl OutboxRelay {
+    /// A relay for the outbox of `pool`'s schema (its `search_path`), publishing through
+    /// `transport`.
+    pub fn new(pool: PgPool, transport: Arc<dyn Transport>, config: RelayConfig) -> Self {
+        OutboxRelay {
+            pool,
+            transport,
+            config,
+            stats: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<RelayStats> {
+        self.stats.clone()
+    }
+
+    /// Publishes until `shutdown`, then keeps publishing what is ready for up to
+    /// `shutdown_grace`. Never returns early: failures are logged and retried.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let metrics = tokio::spawn(outbox::report_metrics(
+            self.pool.clone(),
+            outbox::METRICS_INTERVAL,
+            shutdown.clone(),
+        ));
+        self.relay(shutdown).await;
+        let _ = metrics.await;
+    }
+
+    async fn relay(&self, shutdown: CancellationToken) {
+        let listening = shutdown.child_token();
+        let listener = tokio::spawn(listen(
+            self.pool.clone(),
+            self.wake.clone(),
+            listening.clone(),
+        ));
+        let mut backoff = self.config.retry_initial;
+        let mut broker_down = false;
+        let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
+        loop {
+            let wait = match self.drain().await {
+                Ok(drained) => {
+                    if broker_down && drained.published > 0 {
+                        // The broker is back: retry the rows that failed while it was away now
+                        // rather than when their back-off ends.
+                        broker_down = false;
+                        self.retry_now().await;
+                    }
+                    if drained.error.is_some() {
+                        broker_down |= drained.published == 0;
+                        self.next_backoff(&mut backoff)
+                    } else if drained.blocked {
+                        // Held back behind a row another relay is publishing (its commit sends
+                        // no notification) or one waiting for its retry: look again soon.
+                        backoff = self.config.retry_initial;
+                        self.config.retry_initial.min(self.config.poll_interval)
+                    } else {
+                        backoff = self.config.retry_initial;
+                        self.config.poll_interval
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: database failed; retrying");
+                    self.stats.set_error(Some(e.to_string()));
+                    self.next_backoff(&mut backoff)
+                }
+            };
+            if Instant::now() >= next_cleanup {
+                next_cleanup = Instant::now() + self.config.cleanup_interval;
+                match outbox::delete_sent(&self.pool, self.config.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "outbox clean-up"),
+                    Err(e) => tracing::warn!(error = %e, "outbox clean-up failed"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        listening.cancel();
+        let _ = listener.await;
+        match tokio::time::timeout(self.config.shutdown_grace, self.flush()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "outbox relay stopped with rows unsent"),
+            Err(_) => tracing::warn!("outbox relay stopped before its backlog was published"),
+        }
+    }
+
+    /// Publishes every row that is ready now; returns how many were published. Stops at the
+    /// first batch with a failed publish and returns that error (the rows stay for a retry).
+    pub async fn flush(&self) -> Result<usize> {
+        let drained = self.drain().await?;
+        match drained.error {
+            None => Ok(drained.published),
+            Some(error) => Err(Error::Publish(error)),
+        }
+    }
+
+    /// Runs batches while they come back full and clean.
+    async fn drain(&self) -> Result<Drained> {
+        let mut drained = Drained::default();
+        loop {
+            let batch = self.batch().await?;
+            drained.published += batch.published;
+            drained.blocked = batch.blocked > 0;
+            if batch.error.is_some() {
+                drained.error = batch.error;
+                return Ok(drained);
+            }
+            // A full batch that published nothing holds only rows waiting for another relay.
+            if batch.claimed < self.config.batch_size || batch.published == 0 {
+                return Ok(drained);
+            }
+        }
+    }
+
+    /// One claim transaction: claim, publish, mark.
+    async fn batch(&self) -> Result<Batch> {
+        let span = tracing::debug_span!(
+            "outbox.batch",
+            claimed = tracing::field::Empty,
+            published = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        );
+        async {
+            let mut tx = self.pool.begin_with(BEGIN).await?;
+            let mut rows: Vec<Row> = sqlx::query_as(CLAIM)
+                .bind(self.config.batch_size as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            rows.sort_unstable_by_key(|r| r.seq);
+            let mut batch = Batch { claimed: rows.len(), ..Batch::default() };
+            if rows.is_empty() {
+                return Ok(batch);
+            }
+            let ready: Vec<&Row> = rows.iter().filter(|r| !r.blocked).collect();
+            batch.blocked = rows.len() - ready.len();
+            let (sent, failed) = self.publish(&ready, &mut batch).await;
+            if !sent.is_empty() {
+                sqlx::query("UPDATE outbox SET sent_at = now() WHERE seq = ANY($1)")
+                    .bind(&sent)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !failed.is_empty() {
+                let reason = batch.error.as_ref().map(ToString::to_string).unwrap_or_default();
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                         retry_at = now() + make_interval(secs =>
+                             least($3 * power(2, least(attempts, 30)), $4))
+                     WHERE seq = ANY($1)",
+                )
+                .bind(&failed)
+                .bind(&reason)
+                .bind(self.config.retry_initial.as_secs_f64())
+                .bind(self.config.retry_max.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+
+            batch.published = sent.len();
+            batch.failed = failed.len();
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.published.fetch_add(sent.len() as u64, Ordering::Relaxed);
+            self.stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+            let span = tracing::Span::current();
+            span.record("claimed", batch.claimed);
+            span.record("published", batch.published);
+            span.record("failed", batch.failed);
+            match &batch.error {
+                None => self.stats.set_error(None),
+                Some(e) => {
+                    tracing::warn!(error = %e, failed = batch.failed, "outbox publish failed; will retry");
+                    self.stats.set_error(Some(e.to_string()));
+                }
+            }
+            Ok(batch)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Publishes `rows` window by window (see [`windows`]); returns the seqs to mark sent and
+    /// those that failed. After a window with a failure no further window is sent.
+    async fn publish(&self, rows: &[&Row], batch: &mut Batch) -> (Vec<i64>, Vec<i64>) {
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut failed = Vec::new();
+        for window in windows(rows, self.config.max_in_flight) {
+            let envelopes: Vec<Envelope> = window.iter().map(|r| r.envelope()).collect();
+            let results = match tokio::time::timeout(
+                self.config.publish_timeout,
+                self.transport.publish_batch(&envelopes),
+            )
+            .await
+            {
+                Ok(results) => results,
+                Err(_) => envelopes
+                    .iter()
+                    .map(|env| {
+                        Err(messaging::Error::Publish {
+                            subject: env.subject.clone(),
+                            reason: format!("no PubAck within {:?}", self.config.publish_timeout),
+                        })
+                    })
+                    .collect(),
+            };
+            // A transport returning fewer results than envelopes leaves the rest unmarked
+            // (retried), which is safe.
+            for (row, result) in window.iter().zip(results) {
+                match result {
+                    Ok(()) => sent.push(row.seq),
+                    Err(e) => {
+                        failed.push(row.seq);
+                        batch.error.get_or_insert(e);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                break;
+            }
+        }
+        (sent, failed)
+    }
+
+    /// Makes every row waiting for a retry due at once.
+    async fn retry_now(&self) {
+        let reset = sqlx::query(
+            "UPDATE outbox SET retry_at = NULL WHERE sent_at IS NULL AND retry_at IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await;
+        match reset {
+            Ok(done) if done.rows_affected() > 0 => self.wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox: resetting retry delays failed"),
+        }
+    }
+
+    fn next_backoff(&self, backoff: &mut Duration) -> Duration {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(self.config.retry_max);
+        wait
+    }
+}
+
+/// Splits claimed rows into publish windows of at most `max_in_flight` rows, where window r
+/// holds the r-th row of every key (keyless rows go first). A key's next row is therefore sent
+/// only after the broker confirmed the previous one: if a publish fails, no later row of its key
+/// can already be stored ahead of it. Different keys still share a window, so a batch over many
+/// aggregates costs a round trip or two; a burst on one key costs one round trip per row.
+fn windows<'a>(rows: &[&'a Row], max_in_flight: usize) -> Vec<Vec<&'a Row>> {
+    let mut next_rank: HashMap<&str, usize> = HashMap::new();
+    let mut ranks: Vec<Vec<&'a Row>> = Vec::new();
+    for &row in rows {
+        let rank = match row.key.as_deref() {
+            Some(key) => {
+                let next = next_rank.entry(key).or_insert(0);
+                *next += 1;
+                *next - 1
+            }
+            None => 0,
+        };
+        if ranks.len() <= rank {
+            ranks.resize_with(rank + 1, Vec::new);
+        }
+        ranks[rank].push(row);
+    }
+    ranks
+        .into_iter()
+        .flat_map(|rank| {
+            rank.chunks(max_in_flight.max(1))
+                .map(<[&Row]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Forwards the outbox channel's notifications to `wake` (a stored permit coalesces a burst of
+/// commits into one wake-up). Reconnects after failures; every (re)connection wakes the relay
+/// once, since notifications sent while nobody listened are gone.
+async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+                .fetch_one(&pool)
+                .await?;
+            let schema = schema.ok_or_else(|| {
+                sqlx::Error::Protocol("search_path names no existing schema".into())
+            })?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&format!("outbox.{schema}")).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let failure = match attempt.await {
+            Ok(mut listener) => {
+                delay = Duration::from_millis(100);
+                wake.notify_one();
+                loop {
+                    let next = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        next = listener.try_recv() => next,
+                    };
+                    match next {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => break e,
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(error = %failure, ?delay, "outbox LISTEN failed; polling until it is back");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, key: Option<&str>) -> Row {
+        Row {
+            seq,
+            id: uuid::Uuid::now_v7(),
+            name: "n".into(),
+            subject: "s".into(),
+            payload: Vec::new(),
+            headers: sqlx::types::Json(Default::default()),
+            key: key.map(str::to_owned),
+            blocked: false,
+        }
+    }
+
+    fn seqs(windows: &[Vec<&Row>]) -> Vec<Vec<i64>> {
+        windows
+            .iter()
+            .map(|w| w.iter().map(|r| r.seq).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_window_holds_at_most_one_row_per_key_in_order() {
+        let rows = [
+            row(1, Some("a")),
+            row(2, Some("b")),
+            row(3, Some("a")),
+            row(4, None),
+            row(5, Some("a")),
+            row(6, Some("c")),
+            row(7, None),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(
+            seqs(&windows(&refs, 10)),
+            vec![vec![1, 2, 4, 6, 7], vec![3], vec![5]]
+        );
+        assert_eq!(
+            seqs(&windows(&refs, 2)),
+            vec![vec![1, 2], vec![4, 6], vec![7], vec![3], vec![5]]
+        );
+        assert!(windows(&[], 10).is_empty());
+    }
+}
