@@ -84,13 +84,12 @@ struct Launch {
 
 impl Launch {
     fn spawn(&self) -> Child {
+        // The system logs warnings and errors only (E2E_LOG_LEVEL); the test runner keeps them
+        // and shows them when the test fails.
         let mut command = Command::new(&self.binary);
         command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
-        if std::env::var("E2E_SHOW_LOGS").is_err() {
-            command.stdout(Stdio::null());
-        }
         command.spawn().expect("start the system")
     }
 }
@@ -160,7 +159,7 @@ impl System {
             env,
         };
         let child = launch.spawn();
-        let system = System {
+        let mut system = System {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -176,9 +175,14 @@ impl System {
         system
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the system exited during start-up ({status}); its log is above");
+            }
             if let Ok(r) = self
                 .client
                 .get(format!("{}/readyz", self.base))

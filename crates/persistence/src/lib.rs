@@ -53,6 +53,10 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(5))
+        // Idle connections go back to the server: the monolith holds nine of these pools, and
+        // PostgreSQL's default limit is 100 connections for every process on the machine.
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(30))
         .connect_with(connect_options(url, schema)?)
         .await?;
     Ok(pool)
