@@ -43,7 +43,9 @@ run-services: ## Run every service as its own process behind one entry point on 
 compose-up: ## Start the whole system with docker compose and wait until it is ready
 	docker compose up -d --wait
 
-bench: bench-messaging bench-outbox ## Run every benchmark
+bench: ## Load-test the monolith (loadgen at concurrency 1, 8, 32 + raw limits, RSS) and write BENCHMARKS.md
+	$(CARGO) build --release -p mallbots -p loadgen
+	./target/release/loadgen bench-suite --mallbots-bin target/release/mallbots --out BENCHMARKS.md
 
 bench-messaging: ## Messaging crate vs raw async-nats: throughput ratio and added latency per hop
 	$(CARGO) bench -p messaging --bench messaging
