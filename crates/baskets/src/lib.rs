@@ -78,6 +78,10 @@ impl Module for BasketsModule {
         "baskets"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA)
             .await

@@ -53,7 +53,8 @@ fn basket_id(path: BasketId) -> Result<String, ApiError> {
 }
 
 /// `POST /api/baskets` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = baskets::StartBasketRequest)]
 #[serde(rename_all = "camelCase")]
 struct StartBasketRequest {
     #[serde(
@@ -65,14 +66,16 @@ struct StartBasketRequest {
 }
 
 /// `{"id"}`, the answer to a create.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = baskets::IdResponse)]
 struct IdResponse {
     id: String,
 }
 
 /// `PUT /api/baskets/{id}/addItem` and `/removeItem` body. A body `id` is ignored: the path
 /// wins, as in the original's gateway.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = baskets::ItemRequest)]
 #[serde(rename_all = "camelCase")]
 struct ItemRequest {
     #[serde(
@@ -86,7 +89,8 @@ struct ItemRequest {
 }
 
 /// `PUT /api/baskets/{id}/checkout` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = baskets::CheckoutRequest)]
 #[serde(rename_all = "camelCase")]
 struct CheckoutRequest {
     #[serde(
@@ -98,20 +102,23 @@ struct CheckoutRequest {
 }
 
 /// `{"basket": Basket}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = baskets::GetBasketResponse)]
 struct GetBasketResponse {
     basket: BasketBody,
 }
 
 /// The API's Basket: id and lines only (no status, customer or payment, as the original).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = baskets::BasketBody)]
 struct BasketBody {
     id: String,
     items: Vec<ItemBody>,
 }
 
 /// The API's BasketItem.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = baskets::ItemBody)]
 #[serde(rename_all = "camelCase")]
 struct ItemBody {
     store_id: String,
@@ -147,6 +154,15 @@ fn empty() -> ApiJson<Value> {
     ApiJson(json!({}))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/baskets",
+    tag = "baskets",
+    operation_id = "baskets.start_basket",
+    summary = "Start a basket",
+    request_body(content = StartBasketRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = IdResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn start_basket(
     State(baskets): State<Arc<Baskets>>,
     ApiJson(request): ApiJson<StartBasketRequest>,
@@ -155,6 +171,15 @@ async fn start_basket(
     Ok(ApiJson(IdResponse { id }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/baskets/{id}",
+    tag = "baskets",
+    operation_id = "baskets.get_basket",
+    summary = "Get a basket",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = GetBasketResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_basket(
     State(baskets): State<Arc<Baskets>>,
     path: BasketId,
@@ -166,6 +191,15 @@ async fn get_basket(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/baskets/{id}",
+    tag = "baskets",
+    operation_id = "baskets.cancel_basket",
+    summary = "Cancel a basket",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn cancel_basket(
     State(baskets): State<Arc<Baskets>>,
     path: BasketId,
@@ -175,6 +209,16 @@ async fn cancel_basket(
     Ok(empty())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/baskets/{id}/addItem",
+    tag = "baskets",
+    operation_id = "baskets.add_item",
+    summary = "Add an item",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = ItemRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn add_item(
     State(baskets): State<Arc<Baskets>>,
     path: BasketId,
@@ -187,6 +231,16 @@ async fn add_item(
     Ok(empty())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/baskets/{id}/removeItem",
+    tag = "baskets",
+    operation_id = "baskets.remove_item",
+    summary = "Remove an item",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = ItemRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn remove_item(
     State(baskets): State<Arc<Baskets>>,
     path: BasketId,
@@ -199,6 +253,16 @@ async fn remove_item(
     Ok(empty())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/baskets/{id}/checkout",
+    tag = "baskets",
+    operation_id = "baskets.checkout_basket",
+    summary = "Check out",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = CheckoutRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn checkout_basket(
     State(baskets): State<Arc<Baskets>>,
     path: BasketId,
@@ -296,3 +360,15 @@ mod tests {
         assert_eq!(hidden.message(), "internal error");
     }
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    start_basket,
+    get_basket,
+    cancel_basket,
+    add_item,
+    remove_item,
+    checkout_basket
+))]
+pub struct ApiDoc;

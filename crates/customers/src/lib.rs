@@ -51,6 +51,10 @@ impl platform::Module for CustomersModule {
         "customers"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA)
             .await

@@ -39,7 +39,8 @@ impl From<AppError> for ApiError {
 }
 
 /// `POST /api/customers` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = customers::RegisterRequest)]
 struct RegisterRequest {
     #[serde(default, deserialize_with = "de_string_lenient")]
     name: String,
@@ -53,7 +54,8 @@ struct RegisterRequest {
 }
 
 /// `PUT /api/customers/{id}/change-sms` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = customers::ChangeSmsRequest)]
 struct ChangeSmsRequest {
     #[serde(
         default,
@@ -65,19 +67,23 @@ struct ChangeSmsRequest {
 }
 
 /// A body the endpoint ignores; parsed anyway so malformed JSON is a 400, as in the original.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = customers::Ignored)]
 struct Ignored {}
 
 /// `{}`: the success body of every command without an answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = customers::Done)]
 struct Done {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = customers::IdResponse)]
 struct IdResponse {
     id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = customers::CustomerDto)]
 #[serde(rename_all = "camelCase")]
 struct CustomerDto {
     id: String,
@@ -97,11 +103,21 @@ impl From<Customer> for CustomerDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = customers::CustomerResponse)]
 struct CustomerResponse {
     customer: CustomerDto,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/customers",
+    tag = "customers",
+    operation_id = "customers.register",
+    summary = "Register a customer",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = IdResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn register(
     State(customers): State<Customers>,
     ApiJson(body): ApiJson<RegisterRequest>,
@@ -110,6 +126,15 @@ async fn register(
     Ok(ApiJson(IdResponse { id }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/customers/{id}",
+    tag = "customers",
+    operation_id = "customers.get_customer",
+    summary = "Get a customer",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = CustomerResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_customer(
     State(customers): State<Customers>,
     Path(id): Path<String>,
@@ -120,6 +145,16 @@ async fn get_customer(
     }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/customers/{id}/change-sms",
+    tag = "customers",
+    operation_id = "customers.change_sms_number",
+    summary = "Change the SMS number",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = ChangeSmsRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn change_sms_number(
     State(customers): State<Customers>,
     Path(id): Path<String>,
@@ -129,6 +164,15 @@ async fn change_sms_number(
     Ok(ApiJson(Done {}))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/customers/{id}/enable",
+    tag = "customers",
+    operation_id = "customers.enable",
+    summary = "Enable a customer",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn enable(
     State(customers): State<Customers>,
     Path(id): Path<String>,
@@ -138,6 +182,15 @@ async fn enable(
     Ok(ApiJson(Done {}))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/customers/{id}/disable",
+    tag = "customers",
+    operation_id = "customers.disable",
+    summary = "Disable a customer",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn disable(
     State(customers): State<Customers>,
     Path(id): Path<String>,
@@ -146,3 +199,8 @@ async fn disable(
     customers.disable(&id).await?;
     Ok(ApiJson(Done {}))
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, get_customer, change_sms_number, enable, disable))]
+pub struct ApiDoc;

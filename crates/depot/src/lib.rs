@@ -55,6 +55,10 @@ impl Module for DepotModule {
         "depot"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA).await?;
         persistence::migrate_common(&pool, SCHEMA).await?;

@@ -30,7 +30,8 @@ pub fn routes(depot: Depot) -> Router {
 }
 
 /// `POST /api/depot/shopping` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = depot::CreateRequest)]
 #[serde(rename_all = "camelCase")]
 struct CreateRequest {
     #[serde(default, alias = "order_id", deserialize_with = "de_string_lenient")]
@@ -40,7 +41,8 @@ struct CreateRequest {
 }
 
 /// `DepotOrderItem` (spec api.md §2.1).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = depot::ItemBody)]
 #[serde(rename_all = "camelCase")]
 struct ItemBody {
     #[serde(default, alias = "product_id", deserialize_with = "de_string_lenient")]
@@ -52,7 +54,8 @@ struct ItemBody {
 }
 
 /// `PUT .../assign` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = depot::AssignRequest)]
 #[serde(rename_all = "camelCase")]
 struct AssignRequest {
     #[serde(default, alias = "bot_id", deserialize_with = "de_string_lenient")]
@@ -60,7 +63,8 @@ struct AssignRequest {
 }
 
 /// The body of bodies that carry nothing (`{}`); read so that malformed JSON is still a 400.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = depot::NoFields)]
 struct NoFields {}
 
 /// A repeated field: a list, or `null` for the empty list (as protojson accepted).
@@ -73,7 +77,8 @@ where
 }
 
 /// A list as `GET /api/depot/shopping/{id}` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = depot::ListBody)]
 #[serde(rename_all = "camelCase")]
 struct ListBody {
     id: String,
@@ -83,7 +88,8 @@ struct ListBody {
     stops: Vec<StopBody>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = depot::StopBody)]
 #[serde(rename_all = "camelCase")]
 struct StopBody {
     store_id: String,
@@ -92,7 +98,8 @@ struct StopBody {
     items: Vec<StopItemBody>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = depot::StopItemBody)]
 #[serde(rename_all = "camelCase")]
 struct StopItemBody {
     product_id: String,
@@ -144,6 +151,15 @@ fn api_error(e: AppError) -> ApiError {
 }
 
 /// 26. Makes a pending list for an order.
+#[utoipa::path(
+    post,
+    path = "/api/depot/shopping",
+    tag = "depot",
+    operation_id = "depot.create_shopping_list",
+    summary = "Create a shopping list",
+    request_body(content = CreateRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::IdBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn create_shopping_list(
     State(depot): State<Depot>,
     ApiJson(body): ApiJson<CreateRequest>,
@@ -165,6 +181,15 @@ async fn create_shopping_list(
 }
 
 /// 27. Cancels a list (`the shopping list cannot be canceled` once completed or canceled).
+#[utoipa::path(
+    post,
+    path = "/api/depot/shopping/{id}",
+    tag = "depot",
+    operation_id = "depot.cancel_shopping_list",
+    summary = "Cancel a shopping list",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn cancel_shopping_list(
     State(depot): State<Depot>,
     Path(id): Path<String>,
@@ -178,6 +203,16 @@ async fn cancel_shopping_list(
 }
 
 /// 28. A bot takes an available list.
+#[utoipa::path(
+    put,
+    path = "/api/depot/shopping/{id}/assign",
+    tag = "depot",
+    operation_id = "depot.assign_shopping_list",
+    summary = "Assign a bot",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = AssignRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn assign_shopping_list(
     State(depot): State<Depot>,
     Path(id): Path<String>,
@@ -191,6 +226,15 @@ async fn assign_shopping_list(
 }
 
 /// 29. The bot picked everything: the list completes and the order is told.
+#[utoipa::path(
+    put,
+    path = "/api/depot/shopping/{id}/complete",
+    tag = "depot",
+    operation_id = "depot.complete_shopping_list",
+    summary = "Complete a shopping list",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn complete_shopping_list(
     State(depot): State<Depot>,
     Path(id): Path<String>,
@@ -204,6 +248,15 @@ async fn complete_shopping_list(
 }
 
 /// Reads a list (an addition: the original had no read endpoint).
+#[utoipa::path(
+    get,
+    path = "/api/depot/shopping/{id}",
+    tag = "depot",
+    operation_id = "depot.get_shopping_list",
+    summary = "Get a shopping list",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = GetListResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_shopping_list(
     State(depot): State<Depot>,
     Path(id): Path<String>,
@@ -214,4 +267,24 @@ async fn get_shopping_list(
         .map_err(api_error)?
         .ok_or_else(|| api_error(AppError::NotFound))?;
     Ok(ApiJson(json!({ "shoppingList": list_body(list) })))
+}
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_shopping_list,
+    cancel_shopping_list,
+    assign_shopping_list,
+    complete_shopping_list,
+    get_shopping_list
+))]
+pub struct ApiDoc;
+
+/// `{"shoppingList": ShoppingList}` (documentation: the handler builds it as JSON).
+#[derive(utoipa::ToSchema)]
+#[schema(as = depot::GetListResponse)]
+#[allow(dead_code)]
+struct GetListResponse {
+    #[schema(rename = "shoppingList")]
+    shopping_list: ListBody,
 }

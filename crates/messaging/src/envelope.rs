@@ -110,7 +110,9 @@ impl Envelope {
         headers.insert(header::SENT_AT.to_owned(), now_rfc3339());
         headers.insert(
             header::TRACEPARENT.to_owned(),
-            TraceParent::new_root().to_string(),
+            crate::tracecontext::current_trace()
+                .unwrap_or_else(TraceParent::new_root)
+                .to_string(),
         );
         Envelope {
             id,
@@ -193,7 +195,12 @@ impl Envelope {
             .header(header::TRACEPARENT)
             .and_then(TraceParent::parse)
         {
-            self.set_header(header::TRACEPARENT, parent.child().to_string());
+            // Inside the handler of `cause` the current span continues its trace: name it as
+            // the parent. Otherwise a new span id in the cause's trace.
+            let traced = crate::tracecontext::current_trace()
+                .filter(|current| current.trace_id == parent.trace_id)
+                .unwrap_or_else(|| parent.child());
+            self.set_header(header::TRACEPARENT, traced.to_string());
         }
         if let Some(state) = cause.header(header::TRACESTATE) {
             self.set_header(header::TRACESTATE, state.to_owned());

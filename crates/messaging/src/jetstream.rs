@@ -493,6 +493,21 @@ fn headers_of(env: &Envelope) -> HeaderMap {
     map
 }
 
+/// The span of one publish, in the trace the envelope carries (`traceparent`).
+fn publish_span(envelope: &Envelope) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation = "publish",
+        messaging.message.id = %envelope.id,
+        messaging.message.name = %envelope.name,
+        messaging.destination.name = %envelope.subject,
+    );
+    crate::tracecontext::adopt(&span, envelope.trace_parent());
+    span
+}
+
 #[async_trait]
 impl Transport for JetStream {
     fn prefix(&self) -> &str {
@@ -500,15 +515,7 @@ impl Transport for JetStream {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<()> {
-        let span = tracing::debug_span!(
-            "publish",
-            otel.kind = "producer",
-            messaging.system = "nats",
-            messaging.operation = "publish",
-            messaging.message.id = %envelope.id,
-            messaging.message.name = %envelope.name,
-            messaging.destination.name = %envelope.subject,
-        );
+        let span = publish_span(envelope);
         let result = async {
             let fail = |reason: String| Error::Publish {
                 subject: envelope.subject.clone(),
@@ -539,13 +546,16 @@ impl Transport for JetStream {
         for window in envelopes.chunks(WINDOW) {
             let mut pending = Vec::with_capacity(window.len());
             for env in window {
+                // Open from the send to the PubAck (closed when dropped below).
+                let span = publish_span(env);
                 let sent = self
                     .js
                     .publish_with_headers(env.subject.clone(), headers_of(env), env.payload.clone())
+                    .instrument(span.clone())
                     .await;
-                pending.push(sent);
+                pending.push((sent, span));
             }
-            for (env, sent) in window.iter().zip(pending) {
+            for (env, (sent, _span)) in window.iter().zip(pending) {
                 let fail = |reason: String| Error::Publish {
                     subject: env.subject.clone(),
                     reason,

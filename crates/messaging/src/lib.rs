@@ -14,6 +14,7 @@ pub mod jetstream;
 pub mod memory;
 mod message;
 mod subscription;
+mod tracecontext;
 mod transport;
 
 pub use bus::Bus;
@@ -23,4 +24,5 @@ pub use error::{Error, Result};
 pub use message::{Command, Empty, Event, Message, Query, Reply};
 pub use subscription::{ConsumerPolicy, HandlerError, HandlerFuture, MessageContext, Subscription};
 pub use tokio_util::sync::CancellationToken;
+pub use tracecontext::{TraceHooks, current_trace, install_trace_hooks};
 pub use transport::{ConsumerHandle, ConsumerStatus, ResponderFn, Transport};

@@ -68,6 +68,10 @@ impl Module for NotificationsModule {
         "notifications"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA)
             .await

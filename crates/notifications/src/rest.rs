@@ -28,7 +28,8 @@ pub fn router(pool: PgPool) -> Router {
 }
 
 /// Query string of the listing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = notifications::ListParams)]
 #[serde(rename_all = "camelCase")]
 struct ListParams {
     #[serde(default, alias = "order_id")]
@@ -38,7 +39,8 @@ struct ListParams {
 }
 
 /// One recorded text.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = notifications::NotificationDto)]
 #[serde(rename_all = "camelCase")]
 struct NotificationDto {
     id: String,
@@ -64,7 +66,8 @@ impl From<NotificationRow> for NotificationDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = notifications::ListResponse)]
 struct ListResponse {
     notifications: Vec<NotificationDto>,
 }
@@ -74,6 +77,15 @@ fn filter(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/notifications",
+    tag = "notifications",
+    operation_id = "notifications.list",
+    summary = "List sent notifications",
+    params(("orderId" = Option<String>, Query, description = "Only this order's"), ("customerId" = Option<String>, Query, description = "Only this customer's")),
+    responses((status = 200, description = "Success", body = ListResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn list(
     State(pool): State<PgPool>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -83,6 +95,15 @@ async fn list(
     respond(&pool, filter(&params.order_id), filter(&params.customer_id)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/notifications/orders/{id}",
+    tag = "notifications",
+    operation_id = "notifications.by_order",
+    summary = "Notifications of an order",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = ListResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn by_order(
     State(pool): State<PgPool>,
     Path(id): Path<String>,
@@ -102,3 +123,8 @@ async fn respond(
         notifications: rows.into_iter().map(NotificationDto::from).collect(),
     }))
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, by_order))]
+pub struct ApiDoc;

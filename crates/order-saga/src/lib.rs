@@ -112,6 +112,10 @@ impl Module for OrderSagaModule {
         SCHEMA
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let step_timeout = self.step_timeout.clone().map_err(anyhow::Error::msg)?;
         let pool = persistence::connect(&ctx.database_url, SCHEMA)

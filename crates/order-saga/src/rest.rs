@@ -21,7 +21,8 @@ pub fn router(saga: Orchestrator<CreateOrderData>) -> Router {
 }
 
 /// A saga. Every field is present; absent texts and times are `""`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = cosec::SagaResponse)]
 #[serde(rename_all = "camelCase")]
 pub struct SagaResponse {
     /// The saga (= order) id.
@@ -29,6 +30,7 @@ pub struct SagaResponse {
     /// `cosec.CreateOrder`.
     pub saga_type: String,
     /// `running`, `compensating`, `completed`, `compensated` or `stuck`.
+    #[schema(value_type = String)]
     pub status: Status,
     /// Index of the current (or last) step; -1 before the first.
     pub step: i32,
@@ -51,13 +53,15 @@ pub struct SagaResponse {
     /// Optimistic-concurrency version (bumped by every change).
     pub version: i64,
     /// The order as the saga knows it.
+    #[schema(value_type = Object)]
     pub data: CreateOrderData,
     /// Every command sent, oldest first.
     pub commands: Vec<CommandResponse>,
 }
 
 /// One command the saga sent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = cosec::CommandResponse)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandResponse {
     /// Envelope id (the reply's `Causation-Id`).
@@ -76,6 +80,15 @@ pub struct CommandResponse {
     pub settled_at: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/cosec/sagas/{id}",
+    tag = "cosec",
+    operation_id = "cosec.get_saga",
+    summary = "Get a create-order saga",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = SagaResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_saga(
     State(saga): State<Orchestrator<CreateOrderData>>,
     Path(id): Path<String>,
@@ -135,3 +148,8 @@ fn command(row: CommandRow) -> CommandResponse {
 fn timestamp(at: Option<OffsetDateTime>) -> String {
     at.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_saga))]
+pub struct ApiDoc;

@@ -49,6 +49,10 @@ impl Module for OrderingModule {
         "ordering"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA).await?;
         persistence::migrate_common(&pool, SCHEMA).await?;

@@ -21,7 +21,8 @@ pub fn routes(orders: Orders) -> Router {
 }
 
 /// `POST /api/ordering` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ordering::CreateOrderRequest)]
 #[serde(rename_all = "camelCase")]
 struct CreateOrderRequest {
     #[serde(default, deserialize_with = "de_list_lenient")]
@@ -33,7 +34,8 @@ struct CreateOrderRequest {
 }
 
 /// An order line as clients send and receive it (`OrderItem`, spec api.md §2.1).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = ordering::ItemBody)]
 #[serde(rename_all = "camelCase")]
 struct ItemBody {
     #[serde(default, alias = "store_id", deserialize_with = "de_string_lenient")]
@@ -56,7 +58,8 @@ struct ItemBody {
 
 /// The `order` of `GET /api/ordering/{id}`: the original's fields plus `shoppingId` and
 /// `invoiceId` (spec README, required additions).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ordering::OrderBody)]
 #[serde(rename_all = "camelCase")]
 struct OrderBody {
     id: String,
@@ -128,6 +131,15 @@ fn api_error(e: AppError) -> ApiError {
 }
 
 /// 30. Places an order; the create-order saga takes it from there.
+#[utoipa::path(
+    post,
+    path = "/api/ordering",
+    tag = "ordering",
+    operation_id = "ordering.create_order",
+    summary = "Create an order",
+    request_body(content = CreateOrderRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::IdBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn create_order(
     State(orders): State<Orders>,
     ApiJson(body): ApiJson<CreateOrderRequest>,
@@ -145,6 +157,15 @@ async fn create_order(
 }
 
 /// 31. Reads an order. An unknown id is a 404 (the original answered 200 with an empty order).
+#[utoipa::path(
+    get,
+    path = "/api/ordering/{id}",
+    tag = "ordering",
+    operation_id = "ordering.get_order",
+    summary = "Get an order",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = GetOrderResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_order(
     State(orders): State<Orders>,
     Path(id): Path<String>,
@@ -158,10 +179,32 @@ async fn get_order(
 }
 
 /// 32. Cancels a pending order (`the order cannot be cancelled` otherwise, unknown ids too).
+#[utoipa::path(
+    delete,
+    path = "/api/ordering/{id}",
+    tag = "ordering",
+    operation_id = "ordering.cancel_order",
+    summary = "Cancel an order",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn cancel_order(
     State(orders): State<Orders>,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Value>, ApiError> {
     orders.cancel_order(&id).await.map_err(api_error)?;
     Ok(ApiJson(json!({})))
+}
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_order, get_order, cancel_order))]
+pub struct ApiDoc;
+
+/// `{"order": Order}` (documentation: the handler builds it as JSON).
+#[derive(utoipa::ToSchema)]
+#[schema(as = ordering::GetOrderResponse)]
+#[allow(dead_code)]
+struct GetOrderResponse {
+    order: OrderBody,
 }

@@ -33,7 +33,8 @@ impl From<AppError> for ApiError {
 }
 
 /// `POST /api/payments` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = payments::AuthorizePaymentRequest)]
 struct AuthorizePaymentRequest {
     #[serde(
         default,
@@ -47,18 +48,30 @@ struct AuthorizePaymentRequest {
 }
 
 /// A body the endpoint ignores; parsed anyway so malformed JSON is a 400, as in the original.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = payments::Ignored)]
 struct Ignored {}
 
 /// `{}`: the success body of a command without an answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = payments::Done)]
 struct Done {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = payments::IdResponse)]
 struct IdResponse {
     id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/payments",
+    tag = "payments",
+    operation_id = "payments.authorize_payment",
+    summary = "Authorize a payment",
+    request_body(content = AuthorizePaymentRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = IdResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn authorize_payment(
     State(payments): State<Payments>,
     ApiJson(body): ApiJson<AuthorizePaymentRequest>,
@@ -69,6 +82,15 @@ async fn authorize_payment(
     Ok(ApiJson(IdResponse { id }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/payments/invoices/{id}/pay",
+    tag = "payments",
+    operation_id = "payments.pay_invoice",
+    summary = "Pay an invoice",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn pay_invoice(
     State(payments): State<Payments>,
     Path(id): Path<String>,
@@ -77,3 +99,8 @@ async fn pay_invoice(
     payments.pay_invoice(&id).await?;
     Ok(ApiJson(Done {}))
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(authorize_payment, pay_invoice))]
+pub struct ApiDoc;

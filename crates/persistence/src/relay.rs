@@ -316,23 +316,27 @@ impl OutboxRelay {
 
     /// One claim transaction: claim, publish, mark.
     async fn batch(&self) -> Result<Batch> {
+        let mut tx = self.pool.begin_with(BEGIN).await?;
+        let mut rows: Vec<Row> = sqlx::query_as(CLAIM)
+            .bind(self.config.batch_size as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.sort_unstable_by_key(|r| r.seq);
+        let mut batch = Batch {
+            claimed: rows.len(),
+            ..Batch::default()
+        };
+        if rows.is_empty() {
+            return Ok(batch);
+        }
+        // A span only for batches with work: an idle relay's polls would flood the traces.
         let span = tracing::debug_span!(
             "outbox.batch",
-            claimed = tracing::field::Empty,
+            claimed = rows.len(),
             published = tracing::field::Empty,
             failed = tracing::field::Empty,
         );
         async {
-            let mut tx = self.pool.begin_with(BEGIN).await?;
-            let mut rows: Vec<Row> = sqlx::query_as(CLAIM)
-                .bind(self.config.batch_size as i64)
-                .fetch_all(&mut *tx)
-                .await?;
-            rows.sort_unstable_by_key(|r| r.seq);
-            let mut batch = Batch { claimed: rows.len(), ..Batch::default() };
-            if rows.is_empty() {
-                return Ok(batch);
-            }
             let ready: Vec<&Row> = rows.iter().filter(|r| !r.blocked).collect();
             batch.blocked = rows.len() - ready.len();
             let (sent, failed) = self.publish(&ready, &mut batch).await;
@@ -365,7 +369,6 @@ impl OutboxRelay {
             self.stats.published.fetch_add(sent.len() as u64, Ordering::Relaxed);
             self.stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
             let span = tracing::Span::current();
-            span.record("claimed", batch.claimed);
             span.record("published", batch.published);
             span.record("failed", batch.failed);
             match &batch.error {

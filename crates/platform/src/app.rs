@@ -142,7 +142,9 @@ impl App {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut routes = Router::new();
+        let mut docs = Vec::with_capacity(modules.len());
         for module in modules {
+            docs.push(module.openapi());
             let ctx = ModuleContext {
                 bus: bus.clone(),
                 database_url: config.database_url.clone(),
@@ -172,7 +174,18 @@ impl App {
             }
         }
 
-        let router = http::router(routes, readiness.clone(), config.http_request_timeout);
+        tasks.spawn(telemetry::report_broker_metrics(
+            jetstream.clone(),
+            readiness.clone(),
+            telemetry::BROKER_METRICS_INTERVAL,
+            shutdown.clone(),
+        ));
+        let router = http::router(
+            routes,
+            readiness.clone(),
+            crate::openapi::document(docs),
+            config.http_request_timeout,
+        );
         tracing::info!(modules = ?names, "started mallbots application");
         Ok(App {
             listener,
@@ -268,6 +281,7 @@ impl App {
             }
         };
         let clean = stop_background(&shutdown, &tasks, &jetstream, deadline).await;
+        telemetry::flush_traces();
         tracing::info!("stopped");
         match result {
             Ok(()) if !clean => Err(Error::ShutdownTimedOut(shutdown_timeout)),

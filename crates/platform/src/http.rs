@@ -25,14 +25,24 @@ use error::{ApiError, ErrorKind};
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The full router: the host's endpoints, the modules' routes, fallbacks and layers.
-pub(crate) fn router(modules: Router, readiness: Readiness, request_timeout: Duration) -> Router {
+pub(crate) fn router(
+    modules: Router,
+    readiness: Readiness,
+    openapi: utoipa::openapi::OpenApi,
+    request_timeout: Duration,
+) -> Router {
     let host = Router::new()
         .route("/healthz", get(healthz))
         .route("/liveness", get(liveness))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(readiness);
-    host.merge(modules)
+    // `/openapi.json` and the browsable UI at `/swagger-ui/` (assets built in).
+    let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/swagger-ui")
+        .url("/openapi.json", openapi)
+        .into();
+    host.merge(docs)
+        .merge(modules)
         // After the merge, so it reaches the modules' routes too.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -44,12 +54,24 @@ pub(crate) fn router(modules: Router, readiness: Readiness, request_timeout: Dur
         ))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "http",
+                otel.kind = "server",
+                otel.name = format!("{} {}", req.method(), route_of(req)),
                 method = %req.method(),
                 route = route_of(req),
                 uri = %req.uri(),
-            )
+            );
+            // A client that sends a W3C `traceparent` gets its trace continued.
+            if let Some(parent) = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(messaging::TraceParent::parse)
+            {
+                telemetry::adopt_trace(&span, parent);
+            }
+            span
         }))
 }
 

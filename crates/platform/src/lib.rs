@@ -9,6 +9,7 @@ mod app;
 pub mod config;
 mod http;
 mod module;
+pub mod openapi;
 mod readiness;
 mod signal;
 pub mod telemetry;
@@ -23,6 +24,7 @@ pub use http::json::{
     ApiJson, de_f64_lenient, de_i32_lenient, de_i64_lenient, de_string_lenient, parse_body,
 };
 pub use module::{Module, ModuleContext};
+pub use openapi::{ApiErrorBody, EmptyBody, IdBody};
 pub use readiness::{CHECK_TIMEOUT, CheckState, Readiness, ReadinessReport};
 pub use signal::shutdown_signal;
 

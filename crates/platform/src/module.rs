@@ -49,6 +49,13 @@ pub trait Module: Send + Sync {
     /// it has in hand. The router carries its state (`with_state`), holds the module's routes
     /// under its own API root (e.g. `/api/baskets`) and sets no fallback: the host owns that.
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router>;
+
+    /// The OpenAPI paths (and their schemas) of the routes `start` returns, merged by the host
+    /// into `/openapi.json`. Derive it from the handlers (`#[utoipa::path]` on each,
+    /// `#[derive(utoipa::OpenApi)]` listing them). Default: nothing (a module without REST).
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        crate::openapi::empty()
+    }
 }
 
 /// What the host gives a module to start with. Cheap to clone.

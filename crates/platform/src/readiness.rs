@@ -88,6 +88,17 @@ impl Readiness {
         self.insert(name.into(), Check::Probe(probe));
     }
 
+    /// The registered consumers (for per-consumer metrics).
+    pub fn consumers(&self) -> Vec<Arc<ConsumerStatus>> {
+        self.lock()
+            .values()
+            .filter_map(|c| match c {
+                Check::Consumer(status) => Some(status.clone()),
+                Check::Probe(_) => None,
+            })
+            .collect()
+    }
+
     /// The registered check names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()

@@ -429,3 +429,58 @@ async fn start_up_failures_name_their_cause() {
     let err = App::build(no_nats, vec![]).await.unwrap_err();
     assert!(err.to_string().contains("NATS"), "{err}");
 }
+
+#[tokio::test]
+async fn readyz_names_nats_and_the_stalled_consumer_while_the_broker_is_down() {
+    let mut nats = testkit::NatsServer::start().await;
+    let prefix = testkit::unique_prefix("platform_nats_down");
+    let cfg = Config {
+        nats_url: nats.url(),
+        ..config(&prefix)
+    };
+    let app = Running::start(
+        App::build(cfg, vec![Box::new(TestModule::default())])
+            .await
+            .unwrap(),
+    )
+    .await;
+    let ready = |want: u16| {
+        let url = app.url("/readyz");
+        async move {
+            let res = reqwest::get(&url).await.ok()?;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.ok()?;
+            (status == want).then_some(body)
+        }
+    };
+    testkit::eventually(Duration::from_secs(10), "ready", || ready(200)).await;
+
+    nats.kill();
+    let body = testkit::eventually(
+        Duration::from_secs(20),
+        "503 naming nats and the stalled consumer",
+        || {
+            let probe = ready(503);
+            async move {
+                let body = probe.await?;
+                let consumer = &body["checks"][format!("consumer:{CONSUMER}")];
+                (body["checks"]["nats"]["ok"] == false && consumer["ok"] == false).then_some(body)
+            }
+        },
+    )
+    .await;
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["checks"]["postgres"], json!({"ok": true}), "{body}");
+    assert!(
+        body["checks"]["nats"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+
+    // The broker back: ready again without a restart.
+    nats.restart().await;
+    testkit::eventually(Duration::from_secs(30), "ready again", || ready(200)).await;
+    let (result, _) = app.stop().await;
+    result.unwrap();
+}

@@ -73,6 +73,10 @@ impl Module for SearchModule {
         "search"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA)
             .await

@@ -33,7 +33,8 @@ pub fn router(indexer: Indexer) -> Router {
 }
 
 /// `SearchOrdersRequest`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = search::SearchRequest)]
 #[serde(default, rename_all = "camelCase")]
 struct SearchRequest {
     filters: Option<FiltersDto>,
@@ -44,7 +45,8 @@ struct SearchRequest {
 }
 
 /// `SearchOrdersRequest.Filters`; missing fields are zero values ("not given").
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = search::FiltersDto)]
 #[serde(default, rename_all = "camelCase")]
 struct FiltersDto {
     #[serde(
@@ -90,7 +92,8 @@ fn de_ids<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::
 }
 
 /// `searchpb.Order.Item`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = search::ItemDto)]
 #[serde(rename_all = "camelCase")]
 struct ItemDto {
     product_id: String,
@@ -103,7 +106,8 @@ struct ItemDto {
 }
 
 /// `searchpb.Order`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = search::SearchOrder)]
 #[serde(rename_all = "camelCase")]
 struct SearchOrder {
     order_id: String,
@@ -139,17 +143,28 @@ impl From<OrderRow> for SearchOrder {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = search::SearchResponse)]
 struct SearchResponse {
     orders: Vec<SearchOrder>,
     next: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = search::GetOrderResponse)]
 struct GetOrderResponse {
     order: SearchOrder,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/search/orders",
+    tag = "search",
+    operation_id = "search.search_orders",
+    summary = "Search orders",
+    request_body(content = SearchRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = SearchResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn search_orders(
     State(indexer): State<Indexer>,
     ApiJson(request): ApiJson<SearchRequest>,
@@ -168,6 +183,15 @@ async fn search_orders(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/search/orders/{id}",
+    tag = "search",
+    operation_id = "search.get_order",
+    summary = "Get an indexed order",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = GetOrderResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_order(
     State(indexer): State<Indexer>,
     Path(id): Path<String>,
@@ -179,3 +203,8 @@ async fn get_order(
         .ok_or_else(|| ApiError::not_found(ORDER_NOT_FOUND))?;
     Ok(ApiJson(GetOrderResponse { order: row.into() }))
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(search_orders, get_order))]
+pub struct ApiDoc;

@@ -48,6 +48,10 @@ impl Module for StoresModule {
         "stores"
     }
 
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <rest::ApiDoc as utoipa::OpenApi>::openapi()
+    }
+
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let pool = persistence::connect(&ctx.database_url, SCHEMA)
             .await

@@ -89,7 +89,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 
 // ---- request bodies ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::CreateStoreRequest)]
 struct CreateStoreRequest {
     #[serde(default, deserialize_with = "de_string_lenient")]
     name: String,
@@ -98,16 +99,19 @@ struct CreateStoreRequest {
 }
 
 /// A body the endpoint does not read; it must still be JSON (an object, or empty).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::IgnoredBody)]
 struct IgnoredBody {}
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::RebrandStoreRequest)]
 struct RebrandStoreRequest {
     #[serde(default, deserialize_with = "de_string_lenient")]
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::AddProductRequest)]
 struct AddProductRequest {
     #[serde(default, deserialize_with = "de_string_lenient")]
     name: String,
@@ -119,7 +123,8 @@ struct AddProductRequest {
     price: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::RebrandProductRequest)]
 struct RebrandProductRequest {
     #[serde(default, deserialize_with = "de_string_lenient")]
     name: String,
@@ -127,7 +132,8 @@ struct RebrandProductRequest {
     description: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = stores::ChangePriceRequest)]
 struct ChangePriceRequest {
     #[serde(default, deserialize_with = "de_f64_lenient")]
     price: f64,
@@ -135,16 +141,19 @@ struct ChangePriceRequest {
 
 // ---- response bodies ----
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::IdResponse)]
 struct IdResponse {
     id: String,
 }
 
 /// `{}`: the body of every command that creates nothing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::EmptyResponse)]
 struct EmptyResponse {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::StoreDto)]
 #[serde(rename_all = "camelCase")]
 struct StoreDto {
     id: String,
@@ -164,7 +173,8 @@ impl From<StoreRow> for StoreDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::ProductDto)]
 #[serde(rename_all = "camelCase")]
 struct ProductDto {
     id: String,
@@ -204,22 +214,26 @@ impl From<ProductRow> for ProductDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::StoreResponse)]
 struct StoreResponse {
     store: StoreDto,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::StoresResponse)]
 struct StoresResponse {
     stores: Vec<StoreDto>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::ProductResponse)]
 struct ProductResponse {
     product: ProductDto,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = stores::ProductsResponse)]
 struct ProductsResponse {
     products: Vec<ProductDto>,
 }
@@ -227,6 +241,15 @@ struct ProductsResponse {
 // ---- handlers ----
 
 /// 1. `POST /api/stores`
+#[utoipa::path(
+    post,
+    path = "/api/stores",
+    tag = "stores",
+    operation_id = "stores.create_store",
+    summary = "Create a store",
+    request_body(content = CreateStoreRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = IdResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn create_store(
     State(stores): State<Arc<Stores>>,
     ApiJson(body): ApiJson<CreateStoreRequest>,
@@ -236,6 +259,14 @@ async fn create_store(
 }
 
 /// 2. `GET /api/stores`
+#[utoipa::path(
+    get,
+    path = "/api/stores",
+    tag = "stores",
+    operation_id = "stores.get_stores",
+    summary = "List stores",
+    responses((status = 200, description = "Success", body = StoresResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_stores(State(stores): State<Arc<Stores>>) -> Result<StoresResponse> {
     let rows = stores.stores().await?;
     Ok(ApiJson(StoresResponse {
@@ -244,6 +275,14 @@ async fn get_stores(State(stores): State<Arc<Stores>>) -> Result<StoresResponse>
 }
 
 /// 3. `GET /api/stores/participating`
+#[utoipa::path(
+    get,
+    path = "/api/stores/participating",
+    tag = "stores",
+    operation_id = "stores.get_participating_stores",
+    summary = "List participating stores",
+    responses((status = 200, description = "Success", body = StoresResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_participating_stores(State(stores): State<Arc<Stores>>) -> Result<StoresResponse> {
     let rows = stores.participating_stores().await?;
     Ok(ApiJson(StoresResponse {
@@ -252,6 +291,15 @@ async fn get_participating_stores(State(stores): State<Arc<Stores>>) -> Result<S
 }
 
 /// 4. `GET /api/stores/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/stores/{id}",
+    tag = "stores",
+    operation_id = "stores.get_store",
+    summary = "Get a store",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = StoreResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_store(State(stores): State<Arc<Stores>>, PathId(id): PathId) -> Result<StoreResponse> {
     let row = stores
         .find_store(&id)
@@ -261,6 +309,15 @@ async fn get_store(State(stores): State<Arc<Stores>>, PathId(id): PathId) -> Res
 }
 
 /// 5. `PUT /api/stores/{id}/participating`
+#[utoipa::path(
+    put,
+    path = "/api/stores/{id}/participating",
+    tag = "stores",
+    operation_id = "stores.enable_participation",
+    summary = "Enable participation",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn enable_participation(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -271,6 +328,15 @@ async fn enable_participation(
 }
 
 /// 6. `DELETE /api/stores/{id}/participating`
+#[utoipa::path(
+    delete,
+    path = "/api/stores/{id}/participating",
+    tag = "stores",
+    operation_id = "stores.disable_participation",
+    summary = "Disable participation",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn disable_participation(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -280,6 +346,16 @@ async fn disable_participation(
 }
 
 /// 7. `PUT /api/stores/{id}/rebrand`
+#[utoipa::path(
+    put,
+    path = "/api/stores/{id}/rebrand",
+    tag = "stores",
+    operation_id = "stores.rebrand_store",
+    summary = "Rebrand a store",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = RebrandStoreRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn rebrand_store(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -290,6 +366,16 @@ async fn rebrand_store(
 }
 
 /// 8. `POST /api/stores/{storeId}/products`
+#[utoipa::path(
+    post,
+    path = "/api/stores/{id}/products",
+    tag = "stores",
+    operation_id = "stores.add_product",
+    summary = "Add a product",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = AddProductRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = IdResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn add_product(
     State(stores): State<Arc<Stores>>,
     PathId(store_id): PathId,
@@ -306,6 +392,15 @@ async fn add_product(
 }
 
 /// 9. `GET /api/stores/{storeId}/products`
+#[utoipa::path(
+    get,
+    path = "/api/stores/{id}/products",
+    tag = "stores",
+    operation_id = "stores.get_catalog",
+    summary = "List a store's products",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = ProductsResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_catalog(
     State(stores): State<Arc<Stores>>,
     PathId(store_id): PathId,
@@ -317,6 +412,15 @@ async fn get_catalog(
 }
 
 /// 10. `GET /api/stores/products/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/stores/products/{id}",
+    tag = "stores",
+    operation_id = "stores.get_product",
+    summary = "Get a product",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = ProductResponse), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn get_product(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -331,6 +435,16 @@ async fn get_product(
 }
 
 /// 11. `PUT /api/stores/products/{id}/rebrand`
+#[utoipa::path(
+    put,
+    path = "/api/stores/products/{id}/rebrand",
+    tag = "stores",
+    operation_id = "stores.rebrand_product",
+    summary = "Rebrand a product",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = RebrandProductRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn rebrand_product(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -343,6 +457,16 @@ async fn rebrand_product(
 }
 
 /// 12. `PUT /api/stores/products/{id}/increasePrice`
+#[utoipa::path(
+    put,
+    path = "/api/stores/products/{id}/increasePrice",
+    tag = "stores",
+    operation_id = "stores.increase_product_price",
+    summary = "Increase a price",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = ChangePriceRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn increase_product_price(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -353,6 +477,16 @@ async fn increase_product_price(
 }
 
 /// 13. `PUT /api/stores/products/{id}/decreasePrice`
+#[utoipa::path(
+    put,
+    path = "/api/stores/products/{id}/decreasePrice",
+    tag = "stores",
+    operation_id = "stores.decrease_product_price",
+    summary = "Decrease a price",
+    params(("id" = String, Path, description = "The id")),
+    request_body(content = ChangePriceRequest, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn decrease_product_price(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -363,6 +497,15 @@ async fn decrease_product_price(
 }
 
 /// 14. `DELETE /api/stores/products/{id}`
+#[utoipa::path(
+    delete,
+    path = "/api/stores/products/{id}",
+    tag = "stores",
+    operation_id = "stores.remove_product",
+    summary = "Remove a product",
+    params(("id" = String, Path, description = "The id")),
+    responses((status = 200, description = "Success", body = platform::EmptyBody), (status = "default", description = "An error: `{code, message, details}` (spec/api.md §1.5)", body = platform::ApiErrorBody))
+)]
 async fn remove_product(
     State(stores): State<Arc<Stores>>,
     PathId(id): PathId,
@@ -401,3 +544,23 @@ mod tests {
         assert!(huge.ends_with(r#""price":1e+300}"#), "{huge}");
     }
 }
+
+/// The OpenAPI paths of these routes (merged into the host's `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_store,
+    get_stores,
+    get_participating_stores,
+    get_store,
+    enable_participation,
+    disable_participation,
+    rebrand_store,
+    add_product,
+    get_catalog,
+    get_product,
+    rebrand_product,
+    increase_product_price,
+    decrease_product_price,
+    remove_product
+))]
+pub struct ApiDoc;

@@ -18,10 +18,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use super::decision::{self, Context, Decision, Effect, Record};
 use super::definition::SagaDefinition;
 use super::postgres::{self, CommandRow};
+
+/// How often the running-saga gauges are refreshed (by the sweeper).
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a saga's data must be: stored as JSON, cloned per retry, shared across tasks.
 pub trait SagaData: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
@@ -165,6 +169,21 @@ impl<D: SagaData> Orchestrator<D> {
     /// Starts saga `id` with `data` for the trigger message in `ctx`. A saga with this id
     /// that already exists is left alone (the trigger was sent again: weaknesses C3).
     pub async fn start(&self, ctx: &MessageContext, id: &str, data: D) -> Result<(), HandlerError> {
+        let span = tracing::info_span!(
+            "saga step",
+            saga = self.inner.definition.name(),
+            saga_id = id,
+            event = "start"
+        );
+        self.start_traced(ctx, id, data).instrument(span).await
+    }
+
+    async fn start_traced(
+        &self,
+        ctx: &MessageContext,
+        id: &str,
+        data: D,
+    ) -> Result<(), HandlerError> {
         let mut conflicts = 0;
         loop {
             match self.start_once(ctx, id, data.clone()).await {
@@ -200,6 +219,7 @@ impl<D: SagaData> Orchestrator<D> {
         }
         self.write_effects(&mut tx, &decision).await?;
         tx.commit().await?;
+        metrics::counter!("saga_started_total", "saga" => definition.name()).increment(1);
         self.report(&decision);
         Ok(())
     }
@@ -207,6 +227,16 @@ impl<D: SagaData> Orchestrator<D> {
     /// Handles a reply from the saga's reply channel. A reply that does not answer a command
     /// some saga of this definition is waiting for is acked and ignored (logged).
     pub async fn handle_reply(&self, ctx: &MessageContext) -> Result<(), HandlerError> {
+        let span = tracing::info_span!(
+            "saga step",
+            saga = self.inner.definition.name(),
+            event = "reply",
+            reply = %ctx.envelope.name,
+        );
+        self.handle_reply_traced(ctx).instrument(span).await
+    }
+
+    async fn handle_reply_traced(&self, ctx: &MessageContext) -> Result<(), HandlerError> {
         let mut conflicts = 0;
         loop {
             match self.reply_once(ctx).await {
@@ -346,10 +376,15 @@ impl<D: SagaData> Orchestrator<D> {
     pub async fn run_sweeper(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.inner.settings.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_gauges = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            if tokio::time::Instant::now() >= next_gauges {
+                next_gauges = tokio::time::Instant::now() + GAUGE_INTERVAL;
+                self.update_gauges().await;
             }
             loop {
                 match self.sweep().await {
@@ -366,6 +401,27 @@ impl<D: SagaData> Orchestrator<D> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Sets `saga_running{saga}` (sagas neither done nor stuck) and
+    /// `saga_oldest_running_age_seconds{saga}` (age of the oldest of them, 0 when none).
+    pub async fn update_gauges(&self) {
+        let name = self.inner.definition.name();
+        let row: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8
+             FROM sagas WHERE saga_type = $1 AND NOT done AND stuck_reason IS NULL",
+        )
+        .bind(name)
+        .fetch_one(&self.inner.pool)
+        .await;
+        match row {
+            Ok((running, oldest)) => {
+                metrics::gauge!("saga_running", "saga" => name).set(running as f64);
+                metrics::gauge!("saga_oldest_running_age_seconds", "saga" => name)
+                    .set(oldest.unwrap_or(0.0).max(0.0));
+            }
+            Err(e) => tracing::debug!(saga = name, error = %e, "saga gauges unavailable"),
         }
     }
 
@@ -432,9 +488,12 @@ impl<D: SagaData> Orchestrator<D> {
                 }
             }
             Effect::Completed => {
+                metrics::counter!("saga_completed_total", "saga" => definition.name()).increment(1);
                 tracing::info!(saga = definition.name(), saga_id = %saga.id, "saga completed");
             }
             Effect::Compensated => {
+                metrics::counter!("saga_compensated_total", "saga" => definition.name())
+                    .increment(1);
                 tracing::info!(
                     saga = definition.name(),
                     saga_id = %saga.id,
