@@ -29,7 +29,7 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
             reason: format!("gave up after {} deliveries", policy.max_deliveries),
         };
     }
-    let Some(handler) = sub.handlers.get(&env.name) else {
+    let Some(route) = sub.handlers.get(&env.name) else {
         if sub.ignored.contains(&env.name) {
             return Verdict::Ack;
         }
@@ -58,7 +58,7 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         attempt,
         consumer: sub.durable.clone(),
     };
-    let fut = match handler.call(ctx) {
+    let fut = match route.handler.call(ctx) {
         Ok(fut) => fut,
         Err(e) => {
             return Verdict::DeadLetter {
@@ -83,12 +83,10 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         ))),
     };
     let _enter = span.enter();
-    metrics::histogram!(
-        "messaging_handler_duration_seconds",
-        "consumer" => sub.durable.to_string(),
-        "message" => env.name.clone(),
-    )
-    .record(started.elapsed().as_secs_f64());
+    route
+        .metrics
+        .duration
+        .record(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => Verdict::Ack,
         Err(HandlerError::Permanent(reason)) => {
@@ -137,20 +135,29 @@ where
     }
 }
 
-/// Counts each attempt's outcome per consumer and message name (`messaging_received_total`).
+/// Counts each attempt's outcome per consumer and message name (`messaging_received_total`):
+/// through the handler's registered handles, or by name for messages without a handler (skipped
+/// or dead-lettered unknown names, rare by nature).
 fn count(sub: &Subscription, env: &Envelope, verdict: &Verdict) {
     let outcome = match verdict {
         Verdict::Ack => "acked",
         Verdict::Retry { .. } => "retried",
         Verdict::DeadLetter { .. } => "dead_lettered",
     };
-    metrics::counter!(
-        "messaging_received_total",
-        "consumer" => sub.durable.to_string(),
-        "message" => env.name.clone(),
-        "outcome" => outcome,
-    )
-    .increment(1);
+    match sub.handlers.get(&env.name) {
+        Some(route) => match verdict {
+            Verdict::Ack => route.metrics.acked.increment(1),
+            Verdict::Retry { .. } => route.metrics.retried.increment(1),
+            Verdict::DeadLetter { .. } => route.metrics.dead_lettered.increment(1),
+        },
+        None => metrics::counter!(
+            "messaging_received_total",
+            "consumer" => sub.durable.to_string(),
+            "message" => env.name.clone(),
+            "outcome" => outcome,
+        )
+        .increment(1),
+    }
 }
 
 /// The dead-letter copy: original payload and headers, plus why, how often, who and when.

@@ -86,6 +86,7 @@ pub struct JetStream {
     prefix: Arc<str>,
     stream: Arc<str>,
     config: Arc<JetStreamConfig>,
+    published: Arc<PublishCounters>,
 }
 
 impl std::fmt::Debug for JetStream {
@@ -143,6 +144,7 @@ impl JetStream {
             prefix: Arc::from(config.prefix.as_str()),
             stream: Arc::from(config.stream_name().as_str()),
             config: Arc::new(config),
+            published: Arc::default(),
         };
         this.ensure_stream().await?;
         Ok(this)
@@ -477,10 +479,27 @@ fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
 }
 
 /// `messaging_published_total{message, outcome}`: what reached the broker, and what did not.
-fn count_published(env: &Envelope, result: &Result<()>) {
-    let outcome = if result.is_ok() { "acked" } else { "failed" };
-    metrics::counter!("messaging_published_total", "message" => env.name.clone(), "outcome" => outcome)
-        .increment(1);
+/// Handles are kept per message name so a publish costs a map look-up, not a registration.
+#[derive(Default)]
+struct PublishCounters {
+    by_name: std::sync::Mutex<std::collections::HashMap<String, [metrics::Counter; 2]>>,
+}
+
+impl PublishCounters {
+    fn count(&self, env: &Envelope, result: &Result<()>) {
+        let mut map = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(&env.name) {
+            let counter = |outcome: &'static str| metrics::counter!("messaging_published_total", "message" => env.name.clone(), "outcome" => outcome);
+            map.insert(env.name.clone(), [counter("acked"), counter("failed")]);
+        }
+        if let Some([acked, failed]) = map.get(&env.name) {
+            if result.is_ok() {
+                acked.increment(1)
+            } else {
+                failed.increment(1)
+            }
+        }
+    }
 }
 
 fn headers_of(env: &Envelope) -> HeaderMap {
@@ -534,7 +553,7 @@ impl Transport for JetStream {
         }
         .instrument(span)
         .await;
-        count_published(envelope, &result);
+        self.published.count(envelope, &result);
         result
     }
 
@@ -564,7 +583,7 @@ impl Transport for JetStream {
                     Ok(ack) => ack.await.map(|_| ()).map_err(|e| fail(e.to_string())),
                     Err(e) => Err(fail(e.to_string())),
                 };
-                count_published(env, &result);
+                self.published.count(env, &result);
                 results.push(result);
             }
         }

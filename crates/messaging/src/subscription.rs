@@ -112,6 +112,46 @@ where
     }
 }
 
+/// A handler and its metric handles, registered once so the hot path neither allocates label
+/// strings nor looks metrics up per message.
+pub(crate) struct Route {
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) metrics: HandlerMetrics,
+}
+
+/// `messaging_received_total{consumer,message,outcome}` and
+/// `messaging_handler_duration_seconds{consumer,message}` for one (consumer, message name).
+#[derive(Clone)]
+pub(crate) struct HandlerMetrics {
+    pub(crate) acked: metrics::Counter,
+    pub(crate) retried: metrics::Counter,
+    pub(crate) dead_lettered: metrics::Counter,
+    pub(crate) duration: metrics::Histogram,
+}
+
+impl HandlerMetrics {
+    pub(crate) fn new(consumer: &str, message: &str) -> Self {
+        let counter = |outcome: &'static str| {
+            metrics::counter!(
+                "messaging_received_total",
+                "consumer" => consumer.to_owned(),
+                "message" => message.to_owned(),
+                "outcome" => outcome,
+            )
+        };
+        HandlerMetrics {
+            acked: counter("acked"),
+            retried: counter("retried"),
+            dead_lettered: counter("dead_lettered"),
+            duration: metrics::histogram!(
+                "messaging_handler_duration_seconds",
+                "consumer" => consumer.to_owned(),
+                "message" => message.to_owned(),
+            ),
+        }
+    }
+}
+
 /// Failure handling and concurrency of one consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerPolicy {
@@ -164,7 +204,7 @@ impl ConsumerPolicy {
 pub struct Subscription {
     pub(crate) durable: Arc<str>,
     pub(crate) subject: String,
-    pub(crate) handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    pub(crate) handlers: HashMap<String, Route>,
     pub(crate) ignored: HashSet<String>,
     pub(crate) policy: ConsumerPolicy,
 }
@@ -204,7 +244,15 @@ impl Subscription {
             f: handler,
             _m: std::marker::PhantomData,
         };
-        self.handlers.insert(M::message_name(), Arc::new(typed));
+        let name = M::message_name();
+        let metrics = HandlerMetrics::new(&self.durable, &name);
+        self.handlers.insert(
+            name,
+            Route {
+                handler: Arc::new(typed),
+                metrics,
+            },
+        );
         self
     }
 
