@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use persistence::{Aggregate, EventStore, Migration, OutboxRelay, RelayConfig, SnapshotPolicy};
+use persistence::{Aggregate, EventStore, Migration, SnapshotPolicy};
 use platform::{Module, ModuleContext};
 
 use crate::domain::Basket;
@@ -83,29 +83,7 @@ impl Module for BasketsModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to the baskets database")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("creating the baskets event store, outbox and inbox")?;
-        persistence::migrate(&pool, SCHEMA, "baskets", MIGRATIONS)
-            .await
-            .context("migrating the baskets tables")?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-
-        let ping = pool.clone();
-        ctx.readiness.add_check("postgres:baskets", move || {
-            let pool = ping.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         ctx.subscribe(handlers::stores_subscription(&pool))
             .await

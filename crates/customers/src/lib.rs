@@ -11,12 +11,10 @@ pub mod handlers;
 pub mod postgres;
 pub mod rest;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use axum::Router;
 use contracts::customers::v1::GetCustomer;
-use persistence::{Migration, OutboxRelay, RelayConfig, inbox};
+use persistence::Migration;
 use platform::{ModuleContext, async_trait};
 
 use crate::application::Customers;
@@ -30,9 +28,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "customers",
     sql: include_str!("migrations/0001_customers.sql"),
 }];
-
-/// How often handled-message records older than the inbox retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The customers module, for the monolith or the `customers` binary.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,35 +51,7 @@ impl platform::Module for CustomersModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to the customers database")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("migrating the common tables of customers")?;
-        persistence::migrate(&pool, SCHEMA, "customers", MIGRATIONS)
-            .await
-            .context("migrating the customers tables")?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-        ctx.spawn(inbox::run_pruner(
-            pool.clone(),
-            inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
-
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:customers", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         ctx.subscribe(handlers::commands(pool.clone()))
             .await

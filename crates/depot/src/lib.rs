@@ -18,9 +18,7 @@ pub mod handlers;
 pub mod postgres;
 pub mod rest;
 
-use std::time::Duration;
-
-use persistence::{Migration, OutboxRelay, RelayConfig, inbox};
+use persistence::Migration;
 use platform::{Module, ModuleContext};
 
 use crate::application::Depot;
@@ -34,9 +32,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "shopping lists and caches",
     sql: include_str!("migrations/0001_shopping.sql"),
 }];
-
-/// How often handled-message records older than the inbox retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The depot module, for the monolith or the `depot` binary.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,28 +55,7 @@ impl Module for DepotModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA).await?;
-        persistence::migrate_common(&pool, SCHEMA).await?;
-        persistence::migrate(&pool, SCHEMA, "depot", MIGRATIONS).await?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-        ctx.spawn(inbox::run_pruner(
-            pool.clone(),
-            inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:depot", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         let depot = Depot::new(pool, ctx.bus.clone());
         for subscription in handlers::subscriptions(&depot) {

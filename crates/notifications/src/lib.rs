@@ -20,7 +20,6 @@ mod rest;
 mod sms;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -39,9 +38,6 @@ pub const MIGRATIONS: &[persistence::Migration] = &[persistence::Migration {
     name: "customers cache and notifications",
     sql: include_str!("migrations/0001_notifications.sql"),
 }];
-
-/// How often handled-message records older than the retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The notifications module, for the monolith and the service binary.
 pub struct NotificationsModule {
@@ -73,29 +69,7 @@ impl Module for NotificationsModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to PostgreSQL")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("common migrations")?;
-        persistence::migrate(&pool, SCHEMA, "notifications", MIGRATIONS)
-            .await
-            .context("notifications migrations")?;
-
-        ctx.readiness.add_check("postgres:notifications", {
-            let pool = pool.clone();
-            move || {
-                let pool = pool.clone();
-                async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-            }
-        });
-        ctx.spawn(persistence::inbox::run_pruner(
-            pool.clone(),
-            persistence::inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, false).await?;
 
         let notifier = application::Notifier::new(
             pool.clone(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use persistence::{Migration, OutboxRelay, RelayConfig, inbox};
+use persistence::Migration;
 use platform::{Module, ModuleContext};
 
 use crate::engine::{Orchestrator, Settings};
@@ -44,9 +44,6 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the deadline sweeper runs unless configured otherwise.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How often handled-message records older than the inbox retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The cosec module: the create-order saga's consumers, deadline sweeper, outbox relay and
 /// read endpoint.
@@ -118,35 +115,7 @@ impl Module for OrderSagaModule {
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
         let step_timeout = self.step_timeout.clone().map_err(anyhow::Error::msg)?;
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to PostgreSQL")?;
-        persistence::migrate_common(&pool, SCHEMA)
-            .await
-            .context("migrating the saga store, outbox and inbox of cosec")?;
-        persistence::migrate(&pool, SCHEMA, SCHEMA, MIGRATIONS)
-            .await
-            .context("migrating the cosec tables")?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-        ctx.spawn(inbox::run_pruner(
-            pool.clone(),
-            inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
-
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:cosec", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         let settings = Settings {
             step_timeout,

@@ -15,9 +15,7 @@ pub mod domain;
 pub mod handlers;
 pub mod rest;
 
-use std::time::Duration;
-
-use persistence::{Migration, OutboxRelay, RelayConfig, inbox};
+use persistence::Migration;
 use platform::{Module, ModuleContext};
 
 use crate::application::Orders;
@@ -28,9 +26,6 @@ pub const SCHEMA: &str = "ordering";
 /// The service's own tables. None: orders live in the event store (and its snapshots), which
 /// the common migrations create; reads load the aggregate, so there is no read model to keep.
 pub const MIGRATIONS: &[Migration] = &[];
-
-/// How often handled-message records older than the inbox retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The ordering module, for the monolith or the `ordering` binary.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,28 +49,7 @@ impl Module for OrderingModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<axum::Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA).await?;
-        persistence::migrate_common(&pool, SCHEMA).await?;
-        persistence::migrate(&pool, SCHEMA, "ordering", MIGRATIONS).await?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-        ctx.spawn(inbox::run_pruner(
-            pool.clone(),
-            inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:ordering", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         let orders = Orders::new(pool, ctx.bus.clone());
         for subscription in handlers::subscriptions(&orders) {

@@ -11,11 +11,9 @@ pub mod handlers;
 pub mod postgres;
 pub mod rest;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use axum::Router;
-use persistence::{Migration, OutboxRelay, RelayConfig, inbox};
+use persistence::Migration;
 use platform::{ModuleContext, async_trait};
 
 use crate::application::Payments;
@@ -29,9 +27,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "payments and invoices",
     sql: include_str!("migrations/0001_payments.sql"),
 }];
-
-/// How often handled-message records older than the inbox retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The payments module, for the monolith or the `payments` binary.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,35 +50,7 @@ impl platform::Module for PaymentsModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to the payments database")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("migrating the common tables of payments")?;
-        persistence::migrate(&pool, SCHEMA, "payments", MIGRATIONS)
-            .await
-            .context("migrating the payments tables")?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-        ctx.spawn(inbox::run_pruner(
-            pool.clone(),
-            inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
-
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:payments", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         ctx.subscribe(handlers::commands(pool.clone()))
             .await

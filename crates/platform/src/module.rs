@@ -18,6 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::readiness::Readiness;
 
+/// How often handled-message records older than the inbox retention are deleted.
+const INBOX_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One service, as the host sees it.
 ///
 /// ```ignore
@@ -111,6 +114,52 @@ impl ModuleContext {
                 tracing::error!(error = %e, "background task panicked");
             }
         });
+    }
+
+    /// Opens the module's database, the same way for every service: a pool whose `search_path`
+    /// is `schema` (so the monolith's one database and a service's own database run the same
+    /// SQL), the common tables (event store, outbox, inbox, sagas) and the module's own
+    /// `migrations` (component = `schema`), the inbox pruner, the outbox relay when the module
+    /// `publishes`, and a `postgres:<schema>` readiness check. Everything background stops with
+    /// the shared shutdown token.
+    pub async fn open_database(
+        &self,
+        schema: &str,
+        migrations: &[persistence::Migration],
+        publishes: bool,
+    ) -> anyhow::Result<sqlx::PgPool> {
+        use anyhow::Context as _;
+        let pool = persistence::connect(&self.database_url, schema)
+            .await
+            .with_context(|| format!("connecting to the {schema} database"))?;
+        persistence::migrate_common(&pool, schema)
+            .await
+            .with_context(|| format!("creating the event store, outbox and inbox of {schema}"))?;
+        persistence::migrate(&pool, schema, schema, migrations)
+            .await
+            .with_context(|| format!("migrating the {schema} tables"))?;
+        if publishes {
+            let relay = persistence::OutboxRelay::new(
+                pool.clone(),
+                self.bus.transport().clone(),
+                persistence::RelayConfig::default(),
+            );
+            let shutdown = self.shutdown.clone();
+            self.spawn(async move { relay.run(shutdown).await });
+        }
+        self.spawn(persistence::inbox::run_pruner(
+            pool.clone(),
+            persistence::inbox::DEFAULT_RETENTION,
+            INBOX_PRUNE_INTERVAL,
+            self.shutdown.clone(),
+        ));
+        let probe = pool.clone();
+        self.readiness
+            .add_check(format!("postgres:{schema}"), move || {
+                let pool = probe.clone();
+                async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) }
+            });
+        Ok(pool)
     }
 
     /// Spawns background work on the tracker; `work` must return once `shutdown` is cancelled.

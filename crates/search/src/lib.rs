@@ -44,9 +44,6 @@ pub const MIGRATIONS: &[persistence::Migration] = &[persistence::Migration {
 /// How long indexing waits for another service's answer to one lookup.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often handled-message records older than the retention are deleted.
-const INBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-
 /// The search module, for the monolith and the service binary.
 #[derive(Debug, Clone)]
 pub struct SearchModule {
@@ -78,29 +75,7 @@ impl Module for SearchModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to PostgreSQL")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("common migrations")?;
-        persistence::migrate(&pool, SCHEMA, "search", MIGRATIONS)
-            .await
-            .context("search migrations")?;
-
-        ctx.readiness.add_check("postgres:search", {
-            let pool = pool.clone();
-            move || {
-                let pool = pool.clone();
-                async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-            }
-        });
-        ctx.spawn(persistence::inbox::run_pruner(
-            pool.clone(),
-            persistence::inbox::DEFAULT_RETENTION,
-            INBOX_PRUNE_INTERVAL,
-            ctx.shutdown.clone(),
-        ));
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, false).await?;
 
         let indexer = application::Indexer::new(pool, ctx.bus.clone(), self.lookup_timeout);
         for subscription in [

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use persistence::{Migration, OutboxRelay, RelayConfig};
+use persistence::Migration;
 use platform::{Module, ModuleContext};
 
 /// The PostgreSQL schema the service owns.
@@ -53,29 +53,7 @@ impl Module for StoresModule {
     }
 
     async fn start(&self, ctx: ModuleContext) -> anyhow::Result<Router> {
-        let pool = persistence::connect(&ctx.database_url, SCHEMA)
-            .await
-            .context("connecting to the stores database")?;
-        persistence::migrate::migrate_common(&pool, SCHEMA)
-            .await
-            .context("creating the common tables of the stores schema")?;
-        persistence::migrate(&pool, SCHEMA, "stores", MIGRATIONS)
-            .await
-            .context("migrating the stores schema")?;
-
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            ctx.bus.transport().clone(),
-            RelayConfig::default(),
-        );
-        let shutdown = ctx.shutdown.clone();
-        ctx.spawn(async move { relay.run(shutdown).await });
-
-        let probe = pool.clone();
-        ctx.readiness.add_check("postgres:stores", move || {
-            let pool = probe.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }
-        });
+        let pool = ctx.open_database(SCHEMA, MIGRATIONS, true).await?;
 
         let stores = Arc::new(application::Stores::new(pool, ctx.bus.clone()));
         handlers::serve_queries(&ctx, stores.clone())
