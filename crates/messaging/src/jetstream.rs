@@ -274,13 +274,22 @@ impl JetStream {
         }
     }
 
-    async fn consumer(&self, sub: &Subscription) -> Result<jetstream::consumer::PullConsumer> {
+    async fn consumer(
+        &self,
+        sub: &Subscription,
+        shutdown: &CancellationToken,
+    ) -> Result<jetstream::consumer::PullConsumer> {
         let provision = |e: String| Error::Provision {
             what: format!("consumer {}", sub.durable),
             reason: e,
         };
         let stream = match self.js.get_stream(self.stream.as_ref()).await {
             Ok(stream) => stream,
+            Err(e) if shutdown.is_cancelled() => {
+                // Shutting down: the stream may have been deleted on purpose (tests, tooling);
+                // bringing it back now would leave it behind.
+                return Err(provision(e.to_string()));
+            }
             Err(_) => {
                 // The server lost the stream (a fresh server, a wiped store): recreate it.
                 self.ensure_stream().await?;
@@ -310,7 +319,10 @@ impl JetStream {
         status: &ConsumerStatus,
         shutdown: &CancellationToken,
     ) -> std::result::Result<(), String> {
-        let consumer = self.consumer(sub).await.map_err(|e| e.to_string())?;
+        let consumer = self
+            .consumer(sub, shutdown)
+            .await
+            .map_err(|e| e.to_string())?;
         let shards = sub.policy.workers.max(1);
         let batch = (shards * 2).min(256);
         let mut messages = consumer
@@ -621,7 +633,7 @@ impl Transport for JetStream {
         shutdown: CancellationToken,
     ) -> Result<ConsumerHandle> {
         // Provision once here so a bad configuration fails the caller, not a background task.
-        self.consumer(&subscription).await?;
+        self.consumer(&subscription, &shutdown).await?;
         let status = ConsumerStatus::new(&subscription.durable);
         let sub = Arc::new(subscription);
         let this = self.clone();
