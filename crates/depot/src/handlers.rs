@@ -17,7 +17,9 @@ use contracts::stores::v1::{
     ProductAdded, ProductRebranded, ProductRemoved, StoreCreated, StoreRebranded,
 };
 use contracts::subjects;
-use messaging::{ConsumerPolicy, Empty, HandlerError, MessageContext, Outcome, Subscription};
+use messaging::{
+    ConsumerPolicy, Empty, HandlerError, MessageContext, Outcome, Subscription, with_state,
+};
 use persistence::{inbox, outbox};
 
 use crate::application::{AppError, Depot};
@@ -28,19 +30,19 @@ use crate::postgres;
 pub fn subscriptions(depot: &Depot) -> Vec<Subscription> {
     vec![
         Subscription::new("depot-commands", subjects::DEPOT_COMMANDS)
-            .on::<CreateShoppingList, _, _>(with(depot, on_create_shopping_list))
-            .on::<CancelShoppingList, _, _>(with(depot, on_cancel_shopping_list))
-            .on::<InitiateShopping, _, _>(with(depot, on_initiate_shopping))
+            .on::<CreateShoppingList, _, _>(with_state(depot, on_create_shopping_list))
+            .on::<CancelShoppingList, _, _>(with_state(depot, on_cancel_shopping_list))
+            .on::<InitiateShopping, _, _>(with_state(depot, on_initiate_shopping))
             .ignore(contracts::names_on(subjects::DEPOT_COMMANDS))
             .policy(commands_policy()),
         Subscription::new("depot-stores", subjects::STORE_EVENTS)
-            .on::<StoreCreated, _, _>(with(depot, on_store_created))
-            .on::<StoreRebranded, _, _>(with(depot, on_store_rebranded))
+            .on::<StoreCreated, _, _>(with_state(depot, on_store_created))
+            .on::<StoreRebranded, _, _>(with_state(depot, on_store_rebranded))
             .ignore(contracts::names_on(subjects::STORE_EVENTS)),
         Subscription::new("depot-products", subjects::PRODUCT_EVENTS)
-            .on::<ProductAdded, _, _>(with(depot, on_product_added))
-            .on::<ProductRebranded, _, _>(with(depot, on_product_rebranded))
-            .on::<ProductRemoved, _, _>(with(depot, on_product_removed))
+            .on::<ProductAdded, _, _>(with_state(depot, on_product_added))
+            .on::<ProductRebranded, _, _>(with_state(depot, on_product_rebranded))
+            .on::<ProductRemoved, _, _>(with_state(depot, on_product_removed))
             .ignore(contracts::names_on(subjects::PRODUCT_EVENTS)),
     ]
 }
@@ -49,20 +51,6 @@ pub fn subscriptions(depot: &Depot) -> Vec<Subscription> {
 /// delivery is its last.
 fn commands_policy() -> ConsumerPolicy {
     ConsumerPolicy::default()
-}
-
-/// Adapts `handler(depot, message, ctx)` to the closure shape a subscription takes.
-fn with<M, F, Fut>(
-    depot: &Depot,
-    handler: F,
-) -> impl Fn(M, MessageContext) -> Fut + Send + Sync + 'static
-where
-    M: Send + 'static,
-    F: Fn(Depot, M, MessageContext) -> Fut + Send + Sync + 'static,
-    Fut: Send + 'static,
-{
-    let depot = depot.clone();
-    move |message, ctx| handler(depot.clone(), message, ctx)
 }
 
 /// Infrastructure trouble is retried; anything else cannot improve by waiting.

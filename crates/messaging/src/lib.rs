@@ -22,7 +22,9 @@ pub use dispatch::dead_letter_subject;
 pub use envelope::{Envelope, Outcome, PROTOBUF, TraceParent, header};
 pub use error::{Error, Result};
 pub use message::{Command, Empty, Event, Message, Query, Reply};
-pub use subscription::{ConsumerPolicy, HandlerError, HandlerFuture, MessageContext, Subscription};
+pub use subscription::{
+    ConsumerPolicy, HandlerError, HandlerFuture, MessageContext, Subscription, with_state,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use tracecontext::{TraceHooks, current_trace, install_trace_hooks};
 pub use transport::{ConsumerHandle, ConsumerStatus, ResponderFn, Transport};

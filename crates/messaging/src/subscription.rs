@@ -152,6 +152,22 @@ impl HandlerMetrics {
     }
 }
 
+/// Adapts a handler that takes shared service state first — `handler(state, message, ctx)` — to
+/// the closure a [`Subscription`] takes, cloning the state for each message.
+pub fn with_state<S, M, F, Fut>(
+    state: &S,
+    handler: F,
+) -> impl Fn(M, MessageContext) -> Fut + Send + Sync + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    M: Send + 'static,
+    F: Fn(S, M, MessageContext) -> Fut + Send + Sync + 'static,
+    Fut: Send + 'static,
+{
+    let state = state.clone();
+    move |message, ctx| handler(state.clone(), message, ctx)
+}
+
 /// Failure handling and concurrency of one consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerPolicy {

@@ -17,7 +17,7 @@ use contracts::depot::v1::ShoppingListCompleted;
 use contracts::ordering::v1::{ApproveOrder, RejectOrder};
 use contracts::payments::v1::InvoicePaid;
 use contracts::subjects;
-use messaging::{Empty, HandlerError, MessageContext, Outcome, Subscription};
+use messaging::{Empty, HandlerError, MessageContext, Outcome, Subscription, with_state};
 use persistence::{inbox, outbox};
 
 use crate::application::{AppError, Orders};
@@ -27,33 +27,19 @@ use crate::domain::{Decision, Order, OrderItem};
 pub fn subscriptions(orders: &Orders) -> Vec<Subscription> {
     vec![
         Subscription::new("ordering-baskets", subjects::BASKET_EVENTS)
-            .on::<BasketCheckedOut, _, _>(with(orders, on_basket_checked_out))
+            .on::<BasketCheckedOut, _, _>(with_state(orders, on_basket_checked_out))
             .ignore(contracts::names_on(subjects::BASKET_EVENTS)),
         Subscription::new("ordering-depot", subjects::SHOPPING_LIST_EVENTS)
-            .on::<ShoppingListCompleted, _, _>(with(orders, on_shopping_list_completed))
+            .on::<ShoppingListCompleted, _, _>(with_state(orders, on_shopping_list_completed))
             .ignore(contracts::names_on(subjects::SHOPPING_LIST_EVENTS)),
         Subscription::new("ordering-payments", subjects::INVOICE_EVENTS)
-            .on::<InvoicePaid, _, _>(with(orders, on_invoice_paid))
+            .on::<InvoicePaid, _, _>(with_state(orders, on_invoice_paid))
             .ignore(contracts::names_on(subjects::INVOICE_EVENTS)),
         Subscription::new("ordering-commands", subjects::ORDERING_COMMANDS)
-            .on::<RejectOrder, _, _>(with(orders, on_reject_order))
-            .on::<ApproveOrder, _, _>(with(orders, on_approve_order))
+            .on::<RejectOrder, _, _>(with_state(orders, on_reject_order))
+            .on::<ApproveOrder, _, _>(with_state(orders, on_approve_order))
             .ignore(contracts::names_on(subjects::ORDERING_COMMANDS)),
     ]
-}
-
-/// Adapts `handler(orders, message, ctx)` to the closure shape a subscription takes.
-fn with<M, F, Fut>(
-    orders: &Orders,
-    handler: F,
-) -> impl Fn(M, MessageContext) -> Fut + Send + Sync + 'static
-where
-    M: Send + 'static,
-    F: Fn(Orders, M, MessageContext) -> Fut + Send + Sync + 'static,
-    Fut: Send + 'static,
-{
-    let orders = orders.clone();
-    move |message, ctx| handler(orders.clone(), message, ctx)
 }
 
 /// Infrastructure trouble is retried; anything else cannot improve by waiting.
