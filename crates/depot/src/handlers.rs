@@ -69,9 +69,11 @@ fn db(e: impl Into<AppError>) -> HandlerError {
 /// The saga's step 2: make the order's list and answer with its id.
 ///
 /// A re-sent command (the saga retrying after a lost reply) answers with the order's existing
-/// list instead of making a second one. An unknown store or product, or a bad request, is a
-/// failure reply; a stores service that does not answer is retried, and answered with a
-/// failure on the last delivery so the saga never waits for nothing.
+/// list instead of making a second one; once that list is canceled (the saga compensated), a
+/// command arriving late or published again is refused rather than making a list nobody will
+/// ever cancel. An unknown store or product, or a bad request, is a failure reply; a stores
+/// service that does not answer is retried, and answered with a failure on the last delivery
+/// so the saga never waits for nothing.
 async fn on_create_shopping_list(
     depot: Depot,
     cmd: CreateShoppingList,
@@ -79,7 +81,7 @@ async fn on_create_shopping_list(
 ) -> Result<(), HandlerError> {
     let existing = {
         let mut conn = depot.pool().acquire().await.map_err(db)?;
-        postgres::live_list_of_order(&mut conn, &cmd.order_id)
+        postgres::list_of_order(&mut conn, &cmd.order_id)
             .await
             .map_err(db)?
     };
@@ -107,12 +109,16 @@ async fn on_create_shopping_list(
         return Ok(());
     }
     let (outcome, id) = match (
-        postgres::live_list_of_order(&mut tx, &cmd.order_id)
+        postgres::list_of_order(&mut tx, &cmd.order_id)
             .await
             .map_err(db)?,
         prepared,
     ) {
-        (Some(id), _) => (Outcome::Success, id),
+        (Some((id, false)), _) => (Outcome::Success, id),
+        (Some((id, true)), _) => {
+            tracing::info!(order = %cmd.order_id, list = %id, "the order's shopping list was canceled; no new list");
+            (Outcome::Failure, String::new())
+        }
         (None, Some(Ok(prepared))) => {
             depot.save_new(&mut tx, &prepared).await.map_err(failure)?;
             (Outcome::Success, prepared.list.id)
@@ -130,7 +136,7 @@ async fn on_create_shopping_list(
             tracing::info!(order = %cmd.order_id, reason = %e, %detail, "shopping list not created");
             (Outcome::Failure, String::new())
         }
-        // The order's list was canceled between the two checks: decide again.
+        // The order had a list at the first check and none now: decide again.
         (None, None) => {
             return Err(HandlerError::retryable(
                 "the order's shopping list changed meanwhile",

@@ -83,19 +83,21 @@ pub async fn find_list(
     row.map(ShoppingList::try_from).transpose()
 }
 
-/// The id of the oldest list of order `order_id` that is not canceled, if any.
-pub async fn live_list_of_order(
+/// The order's list, if it has one: the oldest that is not canceled, else a canceled one
+/// (the flag says which). An order gets one list in its life; a canceled one means its saga
+/// compensated, and a late or re-published CreateShoppingList must not make another.
+pub async fn list_of_order(
     conn: &mut PgConnection,
     order_id: &str,
-) -> Result<Option<String>, StorageError> {
-    let id = sqlx::query_scalar(
-        "SELECT id FROM shopping_lists WHERE order_id = $1 AND status <> 'canceled'
-         ORDER BY created_at LIMIT 1",
+) -> Result<Option<(String, bool)>, StorageError> {
+    let found = sqlx::query_as(
+        "SELECT id, status = 'canceled' FROM shopping_lists WHERE order_id = $1
+         ORDER BY status = 'canceled', created_at LIMIT 1",
     )
     .bind(order_id)
     .fetch_optional(conn)
     .await?;
-    Ok(id)
+    Ok(found)
 }
 
 /// Writes a changed list's status and bot back.

@@ -623,6 +623,13 @@ async fn saga_commands_create_release_and_cancel_lists() {
     assert_eq!(cancel(&app, &id).await, "success", "already canceled");
     assert_eq!(initiate(&app, &id).await, "failure");
     assert_eq!(list(&app, &id).await["status"], "canceled");
+    // Sent again after the saga compensated (late, or published once more): refused, and no
+    // second list that nobody would ever cancel.
+    assert_eq!(
+        create_by_command(&app, "order-1", &[("p1", "s1", 2)]).await,
+        ("failure".to_owned(), String::new())
+    );
+    assert_eq!(list_count(&app).await, 1);
 
     // Unknown lists, stores and products, and bad requests, are failures.
     assert_eq!(initiate(&app, "nope").await, "failure");
