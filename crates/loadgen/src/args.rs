@@ -69,9 +69,15 @@ pub struct RunArgs {
     /// Follow each order through depot assign/complete and invoice payment to `completed`.
     #[arg(long)]
     pub fulfil: bool,
-    /// Interval between order status polls.
-    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    /// Shortest interval between order status polls. A client waiting for an order polls
+    /// every twentieth of the time it has waited so far, between this and --poll-max: the
+    /// measured checkout→approved time is then at most ~5 % (or --poll-interval) late, and
+    /// slow orders are not hammered with polls that load the system under test.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// Longest interval between order status polls.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub poll_max: Duration,
     /// How long one order may take to finish after its checkout (also the final wait).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub order_timeout: Duration,
@@ -150,6 +156,7 @@ pub struct RunPlan {
     pub customers: usize,
     pub fulfil: bool,
     pub poll_interval: Duration,
+    pub poll_max: Duration,
     pub order_timeout: Duration,
     pub request_timeout: Duration,
     pub json_out: Option<PathBuf>,
@@ -186,6 +193,9 @@ impl RunArgs {
         if self.poll_interval < Duration::from_millis(1) {
             bail!("--poll-interval must be at least 1ms");
         }
+        if self.poll_max < self.poll_interval {
+            bail!("--poll-max must be at least --poll-interval");
+        }
         if self.order_timeout.is_zero() || self.request_timeout.is_zero() {
             bail!("--order-timeout and --request-timeout must be positive");
         }
@@ -204,6 +214,7 @@ impl RunArgs {
             customers: self.customers,
             fulfil: self.fulfil,
             poll_interval: self.poll_interval,
+            poll_max: self.poll_max,
             order_timeout: self.order_timeout,
             request_timeout: self.request_timeout,
             json_out: self.json_out.clone(),
@@ -340,7 +351,8 @@ mod tests {
         assert_eq!(plan.concurrency, 8);
         assert_eq!(plan.duration, Some(DEFAULT_DURATION));
         assert_eq!(plan.count, None);
-        assert_eq!(plan.poll_interval, Duration::from_millis(5));
+        assert_eq!(plan.poll_interval, Duration::from_millis(2));
+        assert_eq!(plan.poll_max, Duration::from_millis(20));
         assert!(!plan.fulfil);
         assert!(plan.progress);
     }
@@ -374,6 +386,7 @@ mod tests {
         );
         refuse(&["--stores", "0"], "--stores");
         refuse(&["--poll-interval", "0ms"], "--poll-interval");
+        refuse(&["--poll-interval", "30ms"], "--poll-max");
         refuse(&["--url", "http://192.0.2.1:8080"], "--allow-remote");
         assert!(Cli::try_parse_from(["loadgen", "--duration", "soon"]).is_err());
     }

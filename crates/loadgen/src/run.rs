@@ -514,7 +514,7 @@ async fn buy_and_follow(shared: &Shared, index: usize, rng: &mut Rng) -> Result<
     // The order id is the basket id.
     let order = basket;
     let deadline = (checkout_at + shared.plan.order_timeout).min(shared.hard_stop);
-    let approved = follow(shared, &order, "approved", deadline).await?;
+    let approved = follow(shared, &order, "approved", checkout_at, deadline).await?;
     api.recorder
         .reached(CHECKOUT_TO_APPROVED, checkout_at, &order);
     if !shared.plan.fulfil {
@@ -557,6 +557,7 @@ async fn buy_and_follow(shared: &Shared, index: usize, rng: &mut Rng) -> Result<
     }
     // The invoice exists once payments has consumed OrderReadied: retry while 404.
     let pay_path = format!("/api/payments/invoices/{order}/pay");
+    let paying_since = Instant::now();
     loop {
         let (status, body) = api
             .call(
@@ -583,19 +584,28 @@ async fn buy_and_follow(shared: &Shared, index: usize, rng: &mut Rng) -> Result<
                 .unfinished(&order, "approved or ready", "the invoice");
             return Err(Failed);
         }
-        tokio::time::sleep(shared.plan.poll_interval).await;
+        tokio::time::sleep(poll_pause(&shared.plan, paying_since.elapsed())).await;
     }
-    follow(shared, &order, "completed", deadline).await?;
+    follow(shared, &order, "completed", Instant::now(), deadline).await?;
     api.recorder
         .reached(CHECKOUT_TO_COMPLETED, checkout_at, &order);
     Ok(())
 }
 
-/// Polls the order until it has `target`; a rejection or the deadline ends it as unfinished.
+/// How long to wait before the next poll after waiting `waited` for something: a twentieth of it,
+/// within the plan's bounds, so the time measured is at most ~5 % late and slow orders do not
+/// draw a storm of polls.
+fn poll_pause(plan: &RunPlan, waited: Duration) -> Duration {
+    (waited / 20).clamp(plan.poll_interval, plan.poll_max)
+}
+
+/// Polls the order (waiting since `since`) until it has `target`; a rejection or the deadline
+/// ends it as unfinished.
 async fn follow(
     shared: &Shared,
     order: &str,
     target: &str,
+    since: Instant,
     deadline: Instant,
 ) -> Result<Value, Failed> {
     let api = &shared.api;
@@ -635,13 +645,34 @@ async fn follow(
             api.recorder.unfinished(order, &last, target);
             return Err(Failed);
         }
-        tokio::time::sleep(shared.plan.poll_interval).await;
+        tokio::time::sleep(poll_pause(&shared.plan, since.elapsed())).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_pause_a_twentieth_of_the_wait_within_bounds() {
+        use clap::Parser as _;
+        let plan = crate::args::Cli::parse_from(["loadgen"])
+            .run
+            .validate()
+            .unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            poll_pause(&plan, ms(0)),
+            ms(2),
+            "never below --poll-interval"
+        );
+        assert_eq!(poll_pause(&plan, ms(100)), ms(5));
+        assert_eq!(
+            poll_pause(&plan, ms(5000)),
+            ms(20),
+            "never above --poll-max"
+        );
+    }
 
     #[test]
     fn rng_stays_in_range_and_varies() {

@@ -442,7 +442,8 @@ async fn suite(
             products: 5,
             customers: 50,
             fulfil,
-            poll_interval: Duration::from_millis(5),
+            poll_interval: Duration::from_millis(2),
+            poll_max: Duration::from_millis(20),
             order_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             json_out: Some(args.work_dir.join(format!("{name}.json"))),
@@ -562,7 +563,7 @@ pub fn markdown(s: &Suite) -> String {
     let _ = writeln!(
         out,
         "Each shopper: `POST /api/payments`, `POST /api/baskets`, 1–4 × `addItem`, `checkout`, then \
-         `GET /api/ordering/{{id}}` every 5 ms until `approved` (per-order deadline 10 s); the \
+         `GET /api/ordering/{{id}}` until `approved`, pausing a twentieth of the time waited so far (2–20 ms; per-order deadline 10 s); the \
          fulfil run goes on with depot assign/complete, invoice pay (retried while 404) and polls \
          until `completed`. checkout→approved is measured from sending the checkout request. \
          Rates: events divided by the time from the start to the last such event. Setup (4 \

@@ -158,39 +158,65 @@ impl EventStore {
     }
 
     /// Loads aggregate `id`: the latest usable snapshot, then the events after it.
+    ///
+    /// One round trip: every command and every read of an aggregate starts here, so the
+    /// snapshot and the events after it come back from a single statement (the snapshot row
+    /// first, flagged; an old-format snapshot is returned but not used, and then every event
+    /// follows it).
     pub async fn load<A: Aggregate>(&self, conn: &mut PgConnection, id: &str) -> Result<Loaded<A>> {
-        let stream = stream_name(A::TYPE, id);
         let mut loaded = Loaded {
             id: id.to_owned(),
             version: 0,
             state: A::default(),
         };
-        if self.policy(A::TYPE) != SnapshotPolicy::Never {
-            let row: Option<(i64, i32, Vec<u8>)> = sqlx::query_as(
-                "SELECT version, schema_version, payload FROM snapshots
-                 WHERE stream_type = $1 AND stream_id = $2",
-            )
-            .bind(A::TYPE)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match row {
-                Some((version, format, payload)) if format == A::SNAPSHOT_VERSION => {
-                    loaded.state = A::restore(&payload).map_err(|reason| Error::Corrupt {
-                        stream: stream.clone(),
-                        version,
-                        reason: format!("snapshot: {reason}"),
-                    })?;
-                    loaded.version = version;
-                }
-                Some((version, format, _)) => tracing::debug!(
-                    %stream, version, format, current = A::SNAPSHOT_VERSION,
+        if self.policy(A::TYPE) == SnapshotPolicy::Never {
+            self.apply_events(conn, &mut loaded).await?;
+            return Ok(loaded);
+        }
+        let rows: Vec<LoadRow> = sqlx::query_as(
+            "WITH snap AS (
+                 SELECT version, schema_version, payload, taken_at FROM snapshots
+                 WHERE stream_type = $1 AND stream_id = $2
+             )
+             SELECT true, version, NULL::text, schema_version, payload, taken_at FROM snap
+             UNION ALL
+             SELECT false, version, name, schema_version, payload, recorded_at FROM events
+             WHERE stream_type = $1 AND stream_id = $2
+               AND version > coalesce((SELECT version FROM snap WHERE schema_version = $3), 0)
+             ORDER BY 1 DESC, 2",
+        )
+        .bind(A::TYPE)
+        .bind(id)
+        .bind(A::SNAPSHOT_VERSION)
+        .fetch_all(&mut *conn)
+        .await?;
+        let stream = || stream_name(A::TYPE, id);
+        let mut events = Vec::with_capacity(rows.len());
+        for (is_snapshot, version, name, format, payload, recorded_at) in rows {
+            if !is_snapshot {
+                events.push((
+                    version,
+                    name.unwrap_or_default(),
+                    format,
+                    payload,
+                    recorded_at,
+                ));
+            } else if format == A::SNAPSHOT_VERSION {
+                loaded.state = A::restore(&payload).map_err(|reason| Error::Corrupt {
+                    stream: stream(),
+                    version,
+                    reason: format!("snapshot: {reason}"),
+                })?;
+                loaded.version = version;
+            } else {
+                tracing::debug!(
+                    stream = %stream(), version, format, current = A::SNAPSHOT_VERSION,
                     "snapshot in an old format ignored"
-                ),
-                None => {}
+                );
             }
         }
-        self.apply_events(conn, &mut loaded).await?;
+        let recorded = checked(A::TYPE, id, loaded.version, events)?;
+        apply(&mut loaded, recorded)?;
         Ok(loaded)
     }
 
@@ -214,23 +240,8 @@ impl EventStore {
         conn: &mut PgConnection,
         loaded: &mut Loaded<A>,
     ) -> Result<()> {
-        for recorded in self.read(conn, A::TYPE, &loaded.id, loaded.version).await? {
-            let corrupt = |reason: String| Error::Corrupt {
-                stream: stream_name(A::TYPE, &loaded.id),
-                version: recorded.version,
-                reason,
-            };
-            let data = A::Event::upcast(recorded.data).map_err(&corrupt)?;
-            let event = A::Event::decode(&data).map_err(|reason| {
-                corrupt(format!(
-                    "{} (schema {}): {reason}",
-                    data.name, data.schema_version
-                ))
-            })?;
-            loaded.state.apply(&event);
-            loaded.version = recorded.version;
-        }
-        Ok(())
+        let recorded = self.read(conn, A::TYPE, &loaded.id, loaded.version).await?;
+        apply(loaded, recorded)
     }
 
     /// Appends `events` to `aggregate`'s stream, applies them to its state and snapshots it if
@@ -352,26 +363,60 @@ impl EventStore {
         .bind(after)
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (expected, (version, name, schema_version, payload, recorded_at)) in
-            (after + 1..).zip(rows)
-        {
-            if version != expected {
-                return Err(Error::Corrupt {
-                    stream: stream_name(stream_type, stream_id),
-                    version: expected,
-                    reason: format!("missing: the next stored version is {version}"),
-                });
-            }
-            out.push(RecordedEvent {
-                version,
-                data: EventData::new(name, schema_version, payload),
-                recorded_at,
-            });
-        }
-        Ok(out)
+        checked(stream_type, stream_id, after, rows)
     }
 }
+
+/// The events of a stream read after version `after`, checked to follow it without a gap.
+fn checked(
+    stream_type: &str,
+    stream_id: &str,
+    after: i64,
+    rows: Vec<(i64, String, i32, Vec<u8>, OffsetDateTime)>,
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (expected, (version, name, schema_version, payload, recorded_at)) in (after + 1..).zip(rows)
+    {
+        if version != expected {
+            return Err(Error::Corrupt {
+                stream: stream_name(stream_type, stream_id),
+                version: expected,
+                reason: format!("missing: the next stored version is {version}"),
+            });
+        }
+        out.push(RecordedEvent {
+            version,
+            data: EventData::new(name, schema_version, payload),
+            recorded_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Applies recorded events (upcast, decoded) to a loaded aggregate.
+fn apply<A: Aggregate>(loaded: &mut Loaded<A>, recorded: Vec<RecordedEvent>) -> Result<()> {
+    for recorded in recorded {
+        let corrupt = |reason: String| Error::Corrupt {
+            stream: stream_name(A::TYPE, &loaded.id),
+            version: recorded.version,
+            reason,
+        };
+        let data = A::Event::upcast(recorded.data).map_err(&corrupt)?;
+        let event = A::Event::decode(&data).map_err(|reason| {
+            corrupt(format!(
+                "{} (schema {}): {reason}",
+                data.name, data.schema_version
+            ))
+        })?;
+        loaded.state.apply(&event);
+        loaded.version = recorded.version;
+    }
+    Ok(())
+}
+
+/// A row of [`EventStore::load`]'s query: snapshot flag, version, event name (events only),
+/// schema version, payload, time.
+type LoadRow = (bool, i64, Option<String>, i32, Vec<u8>, OffsetDateTime);
 
 /// How errors name a stream.
 fn stream_name(stream_type: &str, stream_id: &str) -> String {

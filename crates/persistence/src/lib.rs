@@ -43,16 +43,40 @@ pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
     Ok(options.options([("search_path", schema)]))
 }
 
-/// A pool on `url` for the module that owns `schema` (see [`connect_options`]).
-///
-/// Bounded (10 connections, 5 s to acquire): a stalled database makes callers fail fast instead
-/// of queueing without limit. Build your own [`PgPoolOptions`] with [`connect_options`] for other
-/// limits. An outbox relay on the pool keeps one connection for `LISTEN` and uses another while
-/// it publishes a batch.
+/// How long a pooled connection must have been idle before it is checked with a ping.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Connections of a pool from [`connect`]: enough for a service process of its own.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// A pool on `url` for the module that owns `schema` (see [`connect`] and [`connect_options`]),
+/// with the default size.
 pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
+    connect_sized(url, schema, DEFAULT_POOL_SIZE).await
+}
+
+/// A pool of at most `max_connections` on `url` for the module that owns `schema`.
+///
+/// Bounded (5 s to acquire): a stalled database makes callers fail fast instead of queueing
+/// without limit. An outbox relay on the pool keeps one connection for `LISTEN` (outside the
+/// pool's count) and uses a pooled one while it publishes a batch.
+pub async fn connect_sized(url: &str, schema: &str, max_connections: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
-        .max_connections(10)
+        .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every idle connection before handing it out: one more round trip per
+        // transaction, on every hop of every message. Ping only connections idle long enough
+        // to have been cut (a server restart, a network drop); a busy pool reuses its
+        // connections within milliseconds and skips it.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         // Idle connections go back to the server: the monolith holds nine of these pools, and
         // PostgreSQL's default limit is 100 connections for every process on the machine.
         .min_connections(0)

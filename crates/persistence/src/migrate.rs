@@ -45,6 +45,11 @@ pub const COMMON: &[Migration] = &[
         name: "sagas",
         sql: include_str!("../migrations/0004_sagas.sql"),
     },
+    Migration {
+        version: 5,
+        name: "outbox notifications name their rows",
+        sql: include_str!("../migrations/0005_outbox_notify_ids.sql"),
+    },
 ];
 
 /// Creates this crate's tables in `schema` (see [`migrate`]).

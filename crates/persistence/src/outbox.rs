@@ -2,9 +2,16 @@
 //! the `outbox` table in the same transaction as the change itself, so either both happen or
 //! neither. Nothing is sent here; the [relay](crate::relay) publishes after commit. A commit
 //! fires `NOTIFY` (a trigger on the table) so the relay wakes at once instead of polling.
+//!
+//! While a relay runs in the process, [`enqueue`] also keeps a copy of each envelope in memory
+//! ([`take_pending`]): the commit's notification names the rows it committed, and the relay
+//! publishes them from memory straight away instead of claiming them back from the table (the
+//! "fast path"; the table stays the source of truth and the claim the fallback).
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use messaging::Envelope;
 use sqlx::{PgConnection, PgPool};
@@ -36,6 +43,7 @@ pub async fn enqueue(conn: &mut PgConnection, envelopes: &[Envelope]) -> Result<
         headers.push(serde_json::to_string(&env.headers).unwrap_or_else(|_| "{}".to_owned()));
         keys.push(env.key());
     }
+    remember(envelopes);
     // ORDER BY the array position so `seq` follows the caller's order.
     sqlx::query(
         "INSERT INTO outbox (id, name, subject, payload, headers, key)
@@ -54,6 +62,80 @@ pub async fn enqueue(conn: &mut PgConnection, envelopes: &[Envelope]) -> Result<
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Envelopes enqueued by this process whose transaction may have committed, by id. Kept only
+/// while a relay runs here ([`RelayPresence`]); entries of rolled-back transactions are never
+/// taken and expire after [`PENDING_TTL`].
+static PENDING: LazyLock<Mutex<HashMap<uuid::Uuid, (Envelope, Instant)>>> =
+    LazyLock::new(Mutex::default);
+
+/// Relays running in this process: without one, nobody would take what [`enqueue`] remembers.
+static RELAYS: AtomicUsize = AtomicUsize::new(0);
+
+/// How long an envelope waits in memory for its commit's notification. A transaction open
+/// longer than this is published by the relay's claim instead.
+pub(crate) const PENDING_TTL: Duration = Duration::from_secs(30);
+
+/// Entries above which [`remember`] first drops expired ones.
+const PENDING_SOFT_LIMIT: usize = 10_000;
+
+/// Marks a running relay; dropping it ends the mark (the last one clears the memory).
+#[derive(Debug)]
+pub(crate) struct RelayPresence(());
+
+impl RelayPresence {
+    pub(crate) fn new() -> Self {
+        RELAYS.fetch_add(1, Ordering::SeqCst);
+        RelayPresence(())
+    }
+}
+
+impl Drop for RelayPresence {
+    fn drop(&mut self) {
+        if RELAYS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            pending().clear();
+        }
+    }
+}
+
+fn pending() -> std::sync::MutexGuard<'static, HashMap<uuid::Uuid, (Envelope, Instant)>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remember(envelopes: &[Envelope]) {
+    if RELAYS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let now = Instant::now();
+    let mut pending = pending();
+    if pending.len() >= PENDING_SOFT_LIMIT {
+        pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TTL);
+    }
+    for env in envelopes {
+        pending.insert(env.id, (env.clone(), now));
+    }
+}
+
+/// Takes the remembered envelopes of `ids` (in that order); ids this process did not enqueue,
+/// or no longer holds, are left out.
+pub(crate) fn take_pending(ids: &[uuid::Uuid]) -> Vec<Envelope> {
+    let mut pending = pending();
+    ids.iter()
+        .filter_map(|id| pending.remove(id).map(|(env, _)| env))
+        .collect()
+}
+
+/// Forgets `ids` (published by a claim) and every expired entry.
+pub(crate) fn forget_pending(ids: &[uuid::Uuid]) {
+    let now = Instant::now();
+    let mut pending = pending();
+    for id in ids {
+        pending.remove(id);
+    }
+    if pending.len() >= PENDING_SOFT_LIMIT / 10 {
+        pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TTL);
+    }
 }
 
 /// What is waiting to be published, for metrics and readiness.

@@ -3,6 +3,14 @@
 //!
 //! - Woken by the `NOTIFY` an enqueuing commit fires; polling (`poll_interval`) is only the
 //!   fallback for a lost notification or a dropped `LISTEN` connection.
+//! - Fast path: the notification names the committed rows, and rows this process enqueued are
+//!   still in memory ([`outbox::take_pending`]), so the relay publishes them at once, in commit
+//!   order (PostgreSQL delivers notifications in commit order), and then marks them sent —
+//!   no claim query on the hop's critical path. It runs only while the last claim left nothing
+//!   behind and no publish has failed since; otherwise (and for rows another instance enqueued,
+//!   after giving that instance's relay a moment) the claim below does the work. Relays of one
+//!   schema in one process take turns (a shared lock), so per-key order holds in the process;
+//!   across instances it is as good as the broker's consumers give anyway (best effort).
 //! - Claims the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a transaction that
 //!   lives until the rows are marked, so relays of several instances never publish one row at
 //!   the same time, and a crashed relay's claim ends with its connection. It always selects
@@ -23,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use messaging::{CancellationToken, Envelope, Transport};
@@ -148,6 +156,40 @@ pub struct OutboxRelay {
     config: RelayConfig,
     stats: Arc<RelayStats>,
     wake: Arc<Notify>,
+    /// Payloads of the notifications not yet handled, in arrival (= commit) order.
+    notified: Arc<Mutex<Vec<String>>>,
+}
+
+/// After a notification naming rows another process enqueued: how long its relay gets to
+/// publish them before this one claims whatever is left.
+const FOREIGN_GRACE: Duration = Duration::from_millis(250);
+
+/// Notifications kept while the relay is busy; beyond this the relay drops them and claims.
+const MAX_NOTIFIED: usize = 10_000;
+
+/// One lock per schema for the relays of this process: the fast path and the claim take turns,
+/// so a key's rows leave the process in commit order even with several relays on one outbox.
+static SCHEMA_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+fn schema_lock(schema: &str) -> Arc<tokio::sync::Mutex<()>> {
+    SCHEMA_LOCKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(schema.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// What handling the pending notifications left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Every notified row was published from memory.
+    Done,
+    /// Claim now: a wake-up without row ids (poll, reconnect, overflow), or a failure.
+    Claim,
+    /// Rows another process enqueued: claim after [`FOREIGN_GRACE`] if still unsent.
+    ClaimSoon,
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -205,6 +247,7 @@ impl OutboxRelay {
             config,
             stats: Arc::default(),
             wake: Arc::new(Notify::new()),
+            notified: Arc::default(),
         }
     }
 
@@ -226,41 +269,87 @@ impl OutboxRelay {
     }
 
     async fn relay(&self, shutdown: CancellationToken) {
+        let _presence = outbox::RelayPresence::new();
+        let schema = loop {
+            match sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(Some(schema)) => break schema,
+                Ok(None) => break String::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: database failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(self.config.retry_initial) => {}
+                    }
+                }
+            }
+        };
+        let turn = schema_lock(&schema);
         let listening = shutdown.child_token();
         let listener = tokio::spawn(listen(
             self.pool.clone(),
             self.wake.clone(),
+            self.notified.clone(),
             listening.clone(),
         ));
         let mut backoff = self.config.retry_initial;
         let mut broker_down = false;
+        // The fast path is safe only once a claim has found the outbox empty: before that, an
+        // older row of a notified key may still be waiting in the table.
+        let mut fast = false;
+        let mut claim_at: Option<Instant> = Some(Instant::now());
         let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
         loop {
-            let wait = match self.drain().await {
-                Ok(drained) => {
-                    if broker_down && drained.published > 0 {
-                        // The broker is back: retry the rows that failed while it was away now
-                        // rather than when their back-off ends.
-                        broker_down = false;
-                        self.retry_now().await;
-                    }
-                    if drained.error.is_some() {
-                        broker_down |= drained.published == 0;
-                        self.next_backoff(&mut backoff)
-                    } else if drained.blocked {
-                        // Held back behind a row another relay is publishing (its commit sends
-                        // no notification) or one waiting for its retry: look again soon.
-                        backoff = self.config.retry_initial;
-                        self.config.retry_initial.min(self.config.poll_interval)
-                    } else {
-                        backoff = self.config.retry_initial;
-                        self.config.poll_interval
-                    }
+            let next = self.publish_notified(&turn, &mut fast).await;
+            match next {
+                Next::Done => {}
+                Next::Claim => claim_at = Some(Instant::now()),
+                Next::ClaimSoon => {
+                    let soon = Instant::now() + FOREIGN_GRACE;
+                    claim_at = Some(claim_at.map_or(soon, |at| at.min(soon)));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay: database failed; retrying");
-                    self.stats.set_error(Some(e.to_string()));
-                    self.next_backoff(&mut backoff)
+            }
+            let due = claim_at.is_some_and(|at| at <= Instant::now());
+            let wait = if !due {
+                claim_at.map_or(self.config.poll_interval, |at| {
+                    at.saturating_duration_since(Instant::now())
+                })
+            } else {
+                claim_at = None;
+                let guard = turn.lock().await;
+                let drained = self.drain().await;
+                drop(guard);
+                match drained {
+                    Ok(drained) => {
+                        fast = drained.error.is_none() && !drained.blocked;
+                        if broker_down && drained.published > 0 {
+                            // The broker is back: retry the rows that failed while it was away
+                            // now rather than when their back-off ends.
+                            broker_down = false;
+                            self.retry_now().await;
+                        }
+                        if drained.error.is_some() {
+                            broker_down |= drained.published == 0;
+                            self.next_backoff(&mut backoff)
+                        } else if drained.blocked {
+                            // Held back behind a row another relay is publishing (its commit
+                            // sends no notification) or one waiting for its retry: look again
+                            // soon.
+                            backoff = self.config.retry_initial;
+                            self.config.retry_initial.min(self.config.poll_interval)
+                        } else {
+                            backoff = self.config.retry_initial;
+                            self.config.poll_interval
+                        }
+                    }
+                    Err(e) => {
+                        fast = false;
+                        tracing::warn!(error = %e, "outbox relay: database failed; retrying");
+                        self.stats.set_error(Some(e.to_string()));
+                        self.next_backoff(&mut backoff)
+                    }
                 }
             };
             if Instant::now() >= next_cleanup {
@@ -274,7 +363,10 @@ impl OutboxRelay {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => {
+                    // Nothing woke us: poll (a lost notification, a row another relay left).
+                    claim_at.get_or_insert_with(Instant::now);
+                }
             }
         }
         listening.cancel();
@@ -339,7 +431,13 @@ impl OutboxRelay {
         async {
             let ready: Vec<&Row> = rows.iter().filter(|r| !r.blocked).collect();
             batch.blocked = rows.len() - ready.len();
-            let (sent, failed) = self.publish(&ready, &mut batch).await;
+            let (sent, failed) = self
+                .publish(&ready, row_key, Row::envelope, &mut batch.error)
+                .await;
+            let sent_ids: Vec<uuid::Uuid> = sent.iter().map(|r| r.id).collect();
+            outbox::forget_pending(&sent_ids);
+            let sent: Vec<i64> = sent.iter().map(|r| r.seq).collect();
+            let failed: Vec<i64> = failed.iter().map(|r| r.seq).collect();
             if !sent.is_empty() {
                 sqlx::query("UPDATE outbox SET sent_at = now() WHERE seq = ANY($1)")
                     .bind(&sent)
@@ -384,13 +482,20 @@ impl OutboxRelay {
         .await
     }
 
-    /// Publishes `rows` window by window (see [`windows`]); returns the seqs to mark sent and
-    /// those that failed. After a window with a failure no further window is sent.
-    async fn publish(&self, rows: &[&Row], batch: &mut Batch) -> (Vec<i64>, Vec<i64>) {
-        let mut sent = Vec::with_capacity(rows.len());
+    /// Publishes `items` window by window (see [`windows`]); returns those to mark sent and
+    /// those that failed (the first error goes to `error`). After a window with a failure no
+    /// further window is sent.
+    async fn publish<'a, T>(
+        &self,
+        items: &[&'a T],
+        key: fn(&T) -> Option<&str>,
+        envelope: fn(&T) -> Envelope,
+        error: &mut Option<messaging::Error>,
+    ) -> (Vec<&'a T>, Vec<&'a T>) {
+        let mut sent = Vec::with_capacity(items.len());
         let mut failed = Vec::new();
-        for window in windows(rows, self.config.max_in_flight) {
-            let envelopes: Vec<Envelope> = window.iter().map(|r| r.envelope()).collect();
+        for window in windows(items, key, self.config.max_in_flight) {
+            let envelopes: Vec<Envelope> = window.iter().map(|item| envelope(item)).collect();
             let results = match tokio::time::timeout(
                 self.config.publish_timeout,
                 self.transport.publish_batch(&envelopes),
@@ -410,12 +515,12 @@ impl OutboxRelay {
             };
             // A transport returning fewer results than envelopes leaves the rest unmarked
             // (retried), which is safe.
-            for (row, result) in window.iter().zip(results) {
+            for (item, result) in window.iter().zip(results) {
                 match result {
-                    Ok(()) => sent.push(row.seq),
+                    Ok(()) => sent.push(*item),
                     Err(e) => {
-                        failed.push(row.seq);
-                        batch.error.get_or_insert(e);
+                        failed.push(*item);
+                        error.get_or_insert(e);
                     }
                 }
             }
@@ -424,6 +529,76 @@ impl OutboxRelay {
             }
         }
         (sent, failed)
+    }
+
+    /// The fast path: publishes the rows the pending notifications name that this process
+    /// enqueued (from memory, in commit order) and marks them sent. Says what is left to do.
+    async fn publish_notified(&self, turn: &tokio::sync::Mutex<()>, fast: &mut bool) -> Next {
+        let payloads =
+            std::mem::take(&mut *self.notified.lock().unwrap_or_else(|e| e.into_inner()));
+        if payloads.is_empty() {
+            return Next::Done;
+        }
+        if !*fast {
+            return Next::Claim;
+        }
+        let mut next = Next::Done;
+        let mut ids = Vec::new();
+        for payload in &payloads {
+            if payload.is_empty() {
+                next = Next::Claim;
+            }
+            for id in payload.split(',').filter(|id| !id.is_empty()) {
+                match uuid::Uuid::parse_str(id) {
+                    Ok(id) => ids.push(id),
+                    Err(_) => next = Next::Claim,
+                }
+            }
+        }
+        if ids.is_empty() {
+            return next;
+        }
+        let _turn = turn.lock().await;
+        let envelopes = outbox::take_pending(&ids);
+        if envelopes.len() < ids.len() && next == Next::Done {
+            next = Next::ClaimSoon;
+        }
+        if envelopes.is_empty() {
+            return next;
+        }
+        let span = tracing::debug_span!(
+            "outbox.fast",
+            notified = ids.len(),
+            published = tracing::field::Empty,
+        );
+        async {
+            let refs: Vec<&Envelope> = envelopes.iter().collect();
+            let mut error = None;
+            let (sent, failed) = self
+                .publish(&refs, Envelope::key, Envelope::clone, &mut error)
+                .await;
+            tracing::Span::current().record("published", sent.len());
+            self.stats.published.fetch_add(sent.len() as u64, Ordering::Relaxed);
+            if let Some(e) = &error {
+                // The failed rows (and those after them) stay unsent: the claim retries them
+                // with back-off, and the fast path waits until it has drained them.
+                tracing::warn!(error = %e, failed = failed.len(), "outbox publish failed; will retry");
+                self.stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+                self.stats.set_error(Some(e.to_string()));
+                *fast = false;
+                next = Next::Claim;
+            }
+            if let Err(e) = mark_sent(&self.pool, &sent).await {
+                // Published but not marked: a claim publishes them again and the broker drops
+                // the copies (same Nats-Msg-Id).
+                tracing::warn!(error = %e, "outbox relay: marking sent rows failed");
+                *fast = false;
+                next = Next::Claim;
+            }
+            next
+        }
+        .instrument(span)
+        .await
     }
 
     /// Makes every row waiting for a retry due at once.
@@ -452,11 +627,15 @@ impl OutboxRelay {
 /// only after the broker confirmed the previous one: if a publish fails, no later row of its key
 /// can already be stored ahead of it. Different keys still share a window, so a batch over many
 /// aggregates costs a round trip or two; a burst on one key costs one round trip per row.
-fn windows<'a>(rows: &[&'a Row], max_in_flight: usize) -> Vec<Vec<&'a Row>> {
+fn windows<'a, T>(
+    items: &[&'a T],
+    key: fn(&T) -> Option<&str>,
+    max_in_flight: usize,
+) -> Vec<Vec<&'a T>> {
     let mut next_rank: HashMap<&str, usize> = HashMap::new();
-    let mut ranks: Vec<Vec<&'a Row>> = Vec::new();
-    for &row in rows {
-        let rank = match row.key.as_deref() {
+    let mut ranks: Vec<Vec<&'a T>> = Vec::new();
+    for &item in items {
+        let rank = match key(item) {
             Some(key) => {
                 let next = next_rank.entry(key).or_insert(0);
                 *next += 1;
@@ -467,22 +646,71 @@ fn windows<'a>(rows: &[&'a Row], max_in_flight: usize) -> Vec<Vec<&'a Row>> {
         if ranks.len() <= rank {
             ranks.resize_with(rank + 1, Vec::new);
         }
-        ranks[rank].push(row);
+        ranks[rank].push(item);
     }
     ranks
         .into_iter()
         .flat_map(|rank| {
             rank.chunks(max_in_flight.max(1))
-                .map(<[&Row]>::to_vec)
+                .map(<[&T]>::to_vec)
                 .collect::<Vec<_>>()
         })
         .collect()
 }
 
+fn row_key(row: &Row) -> Option<&str> {
+    row.key.as_deref()
+}
+
+/// Marks published rows sent in one round trip, without waiting for the WAL flush (a mark lost
+/// in a crash only republishes rows the broker de-duplicates). The ids are UUIDs this process
+/// formatted, so the statement is built as text (a simple query needs no prepare).
+async fn mark_sent(pool: &PgPool, sent: &[&Envelope]) -> std::result::Result<(), sqlx::Error> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::with_capacity(160 + sent.len() * 40);
+    sql.push_str(
+        "BEGIN; SET LOCAL synchronous_commit TO off; \
+         UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL AND id IN (",
+    );
+    for (i, env) in sent.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('\'');
+        sql.push_str(&env.id.hyphenated().to_string());
+        sql.push('\'');
+    }
+    sql.push_str("); COMMIT");
+    // Audited: only UUIDs this process formatted are spliced in.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
 /// Forwards the outbox channel's notifications to `wake` (a stored permit coalesces a burst of
 /// commits into one wake-up). Reconnects after failures; every (re)connection wakes the relay
 /// once, since notifications sent while nobody listened are gone.
-async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn listen(
+    pool: PgPool,
+    wake: Arc<Notify>,
+    notified: Arc<Mutex<Vec<String>>>,
+    shutdown: CancellationToken,
+) {
+    let push = |payload: String| {
+        let mut notified = notified.lock().unwrap_or_else(|e| e.into_inner());
+        if notified.len() >= MAX_NOTIFIED {
+            // The relay is far behind: forget the ids, an empty payload makes it claim.
+            notified.clear();
+            notified.push(String::new());
+        } else {
+            notified.push(payload);
+        }
+        drop(notified);
+        wake.notify_one();
+    };
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
@@ -499,14 +727,17 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
         let failure = match attempt.await {
             Ok(mut listener) => {
                 delay = Duration::from_millis(100);
-                wake.notify_one();
+                // Notifications sent while nobody listened are gone: claim.
+                push(String::new());
                 loop {
                     let next = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         next = listener.try_recv() => next,
                     };
                     match next {
-                        Ok(_) => wake.notify_one(),
+                        Ok(Some(notification)) => push(notification.payload().to_owned()),
+                        // The connection was lost; try_recv reconnects on the next call.
+                        Ok(None) => push(String::new()),
                         Err(e) => break e,
                     }
                 }
@@ -559,13 +790,13 @@ mod tests {
         ];
         let refs: Vec<&Row> = rows.iter().collect();
         assert_eq!(
-            seqs(&windows(&refs, 10)),
+            seqs(&windows(&refs, row_key, 10)),
             vec![vec![1, 2, 4, 6, 7], vec![3], vec![5]]
         );
         assert_eq!(
-            seqs(&windows(&refs, 2)),
+            seqs(&windows(&refs, row_key, 2)),
             vec![vec![1, 2], vec![4, 6], vec![7], vec![3], vec![5]]
         );
-        assert!(windows(&[], 10).is_empty());
+        assert!(windows(&[], row_key, 10).is_empty());
     }
 }

@@ -1223,6 +1223,76 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     task.await.unwrap();
 }
 
+/// The fast path: rows this process enqueued are published from memory on their commit's
+/// notification (no claim transaction finds them), in commit order, and marked sent; a row
+/// another process wrote (inserted here with plain SQL, so nothing is in memory) is still
+/// published, by a claim shortly after its notification.
+#[tokio::test]
+async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
+    let db = Db::new("ob_fast").await;
+    let memory = Memory::new("f");
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..quick()
+    };
+    let relay = Arc::new(OutboxRelay::new(
+        db.pool.clone(),
+        Arc::new(memory.clone()),
+        config,
+    ));
+    let stats = relay.stats();
+    let shutdown = CancellationToken::new();
+    let task = spawn_relay(relay, &shutdown);
+    // The start-up claim finds the outbox empty, which turns the fast path on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for n in 1..=40u64 {
+        commit(&db.pool, &[ping("f", &format!("k{}", n % 3), n)]).await;
+    }
+    eventually(Duration::from_secs(5), "40 published", || async {
+        (memory.published().len() == 40).then_some(())
+    })
+    .await;
+    wait_until_sent(&db.pool, Duration::from_secs(5)).await;
+    let counters = stats.snapshot();
+    assert_eq!(counters.published, 40);
+    assert_eq!(
+        counters.batches, 0,
+        "no claim found a row: all went the fast way"
+    );
+    let seqs: Vec<u64> = memory
+        .published()
+        .iter()
+        .map(|env| env.decode::<Ping>().unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "commit order");
+
+    // A row enqueued by someone else: its notification names an id this process never saw.
+    let foreign = ping("f", "k9", 99);
+    sqlx::query(
+        "INSERT INTO outbox (id, name, subject, payload, headers, key)
+         VALUES ($1, $2, $3, $4, '{}'::jsonb, 'k9')",
+    )
+    .bind(foreign.id)
+    .bind(&foreign.name)
+    .bind(&foreign.subject)
+    .bind(foreign.payload.as_ref())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the foreign row published",
+        || async { (memory.published().len() == 41).then_some(()) },
+    )
+    .await;
+    assert_eq!(memory.published()[40].id, foreign.id);
+    assert_eq!(stats.snapshot().batches, 1, "one claim published it");
+    wait_until_sent(&db.pool, Duration::from_secs(5)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn backlog_is_reported_and_sent_rows_are_cleaned_up() {
     let db = Db::new("ob_cleanup").await;

@@ -69,6 +69,8 @@ pub struct ModuleContext {
     pub bus: Bus,
     /// The PostgreSQL URL; the module connects its own pool with its schema as `search_path`.
     pub database_url: String,
+    /// Most connections of the module's pool ([`ModuleContext::open_database`]).
+    pub database_pool_size: u32,
     /// Cancelled when the process shuts down: stop fetching, finish in-flight work, return.
     pub shutdown: CancellationToken,
     /// Where background tasks live; the host waits for them (bounded) at shutdown.
@@ -84,6 +86,7 @@ impl ModuleContext {
         ModuleContext {
             bus,
             database_url: database_url.into(),
+            database_pool_size: persistence::DEFAULT_POOL_SIZE,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             readiness: Readiness::new(),
@@ -129,7 +132,7 @@ impl ModuleContext {
         publishes: bool,
     ) -> anyhow::Result<sqlx::PgPool> {
         use anyhow::Context as _;
-        let pool = persistence::connect(&self.database_url, schema)
+        let pool = persistence::connect_sized(&self.database_url, schema, self.database_pool_size)
             .await
             .with_context(|| format!("connecting to the {schema} database"))?;
         persistence::migrate_common(&pool, schema)

@@ -444,11 +444,20 @@ impl<D: SagaData> Orchestrator<D> {
         decision: &Decision<D>,
     ) -> Result<(), EngineError> {
         let saga = &decision.saga;
-        if let Some((command_id, settlement)) = decision.settled {
-            postgres::settle(conn, command_id, settlement).await?;
+        match (decision.settled, &decision.command) {
+            (Some(settled), Some(issued)) => {
+                postgres::settle_and_record(conn, settled, &saga.saga_type, &saga.id, issued)
+                    .await?;
+            }
+            (Some((command_id, settlement)), None) => {
+                postgres::settle(conn, command_id, settlement).await?;
+            }
+            (None, Some(issued)) => {
+                postgres::record(conn, &saga.saga_type, &saga.id, issued).await?;
+            }
+            (None, None) => {}
         }
         if let Some(issued) = &decision.command {
-            postgres::record(conn, &saga.saga_type, &saga.id, issued).await?;
             outbox::enqueue(conn, std::slice::from_ref(&issued.envelope)).await?;
         }
         Ok(())

@@ -78,6 +78,35 @@ pub async fn settle(
     Ok(())
 }
 
+/// [`settle`] then [`record`] in one statement (one round trip on every reply that moves the
+/// saga on to its next command).
+pub async fn settle_and_record(
+    conn: &mut PgConnection,
+    (command_id, settlement): (Uuid, Settlement),
+    saga_type: &str,
+    saga_id: &str,
+    issued: &Issued,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH settled AS (
+             UPDATE saga_commands SET outcome = $2, settled_at = now() WHERE command_id = $1
+         )
+         INSERT INTO saga_commands (command_id, saga_type, saga_id, step, compensating, name)
+         VALUES ($3, $4, $5, $6, $7, $8)",
+    )
+    .bind(command_id)
+    .bind(settlement.as_str())
+    .bind(issued.envelope.id)
+    .bind(saga_type)
+    .bind(saga_id)
+    .bind(issued.step)
+    .bind(issued.mode == Mode::Compensation)
+    .bind(&issued.envelope.name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Every command `saga_id` sent, oldest first.
 pub async fn history(
     conn: &mut PgConnection,
