@@ -38,7 +38,9 @@ fi
 
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   echo "starting NATS and PostgreSQL with docker compose (missing: ${missing[*]})"
-  docker compose up -d --wait nats postgres
+  # The tests connect without credentials on prefixes of their own: run NATS without the
+  # deployment's per-service authorization (docker/nats/open.conf).
+  NATS_CONFIG=open.conf docker compose up -d --wait nats postgres
   exit 0
 fi
 

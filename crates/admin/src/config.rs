@@ -36,6 +36,36 @@ pub struct Settings {
     #[arg(long, env = "NATS_PREFIX", default_value = "mallbots", global = true)]
     pub nats_prefix: String,
 
+    /// NATS user (with `NATS_PASSWORD`); on a secured server, the `admin` user.
+    #[arg(long, env = "NATS_USER", requires = "nats_password", global = true)]
+    pub nats_user: Option<String>,
+
+    /// Password of `NATS_USER`.
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user",
+        global = true
+    )]
+    pub nats_password: Option<String>,
+
+    /// NATS credentials file (`.creds`), instead of a user and password.
+    #[arg(long, env = "NATS_CREDS", conflicts_with = "nats_user", global = true)]
+    pub nats_creds: Option<std::path::PathBuf>,
+
+    /// PEM file of the CA certificate(s) the NATS server's certificate must chain to; requires TLS.
+    #[arg(long, env = "NATS_TLS_CA", global = true)]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) for a NATS server that verifies clients; needs `NATS_TLS_KEY`.
+    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key", global = true)]
+    pub nats_tls_cert: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of `NATS_TLS_CERT`.
+    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert", global = true)]
+    pub nats_tls_key: Option<std::path::PathBuf>,
+
     /// PostgreSQL URL. Without `--database-prefix` / `--db-for`, every schema is read from this
     /// database (the monolith's layout).
     #[arg(
@@ -104,6 +134,10 @@ impl Settings {
     pub async fn jetstream(&self) -> anyhow::Result<JetStream> {
         let mut config = JetStreamConfig::new(self.nats_url.clone(), self.nats_prefix.clone());
         config.connection_name = "mallbots-admin".to_owned();
+        config.user_password = self.nats_user.clone().zip(self.nats_password.clone());
+        config.credentials_file = self.nats_creds.clone();
+        config.tls_ca_file = self.nats_tls_ca.clone();
+        config.tls_client_cert = self.nats_tls_cert.clone().zip(self.nats_tls_key.clone());
         JetStream::connect(config)
             .await
             .with_context(|| format!("connecting to NATS at {}", self.nats_url))

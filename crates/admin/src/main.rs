@@ -3,15 +3,17 @@
 //! - `dlq list|show|replay|purge`: dead letters (`<prefix>.deadletter.<durable>` in the stream);
 //! - `saga list|show|retry|abort`: create-order saga rows and their command log (schema `cosec`);
 //! - `outbox`: unsent outbox rows and the age of the oldest, per schema;
-//! - `lag`: per durable consumer, messages pending and awaiting acknowledgement.
+//! - `lag`: per durable consumer, messages pending and awaiting acknowledgement;
+//! - `nats-config`: the NATS server's per-service users and permissions (`make nats-config`).
 //!
-//! Configured like every other binary (`NATS_URL`, `NATS_PREFIX`, `DATABASE_URL`, each also a
-//! flag). Tables for humans by default, `--json` for scripts. Exit status 0 on success, 1 when
-//! the operation failed, 2 for a usage error.
+//! Configured like every other binary (`NATS_URL`, `NATS_PREFIX`, `NATS_USER`/`NATS_PASSWORD` or
+//! `NATS_CREDS`, `DATABASE_URL`, each also a flag). Tables for humans by default, `--json` for
+//! scripts. Exit status 0 on success, 1 when the operation failed, 2 for a usage error.
 
 mod config;
 mod dlq;
 mod known;
+mod natsconf;
 mod output;
 mod saga;
 mod stats;
@@ -43,6 +45,8 @@ enum Command {
     Outbox(stats::OutboxArgs),
     /// Per durable consumer of the stream: pending, awaiting ack, redelivered, dead letters.
     Lag(stats::LagArgs),
+    /// Print the NATS server's authorization block: a user per service with only its subjects.
+    NatsConfig(natsconf::NatsConfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,5 +78,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Saga(cmd) => saga::run(&settings, cmd).await,
         Command::Outbox(args) => stats::outbox(&settings, args).await,
         Command::Lag(args) => stats::lag(&settings, args).await,
+        Command::NatsConfig(args) => natsconf::run(&settings.nats_prefix, args),
     }
 }

@@ -42,6 +42,12 @@ pub struct JetStreamConfig {
     pub user_password: Option<(String, String)>,
     /// Optional credentials file (nkey + JWT).
     pub credentials_file: Option<std::path::PathBuf>,
+    /// Optional PEM file of the root certificate(s) the server's certificate must chain to
+    /// (besides the system's); setting it makes TLS required.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Optional client certificate and private key (PEM files), for servers that verify
+    /// clients; setting them makes TLS required.
+    pub tls_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// How long a publish waits for its PubAck.
     pub ack_timeout: Duration,
 }
@@ -58,11 +64,16 @@ impl JetStreamConfig {
             connection_name: "mallbots".to_owned(),
             user_password: None,
             credentials_file: None,
+            tls_ca_file: None,
+            tls_client_cert: None,
             ack_timeout: Duration::from_secs(5),
         }
     }
 
-    fn stream_name(&self) -> String {
+    /// The stream this configuration uses: `stream`, else the prefix with every character a
+    /// stream name cannot hold replaced by `_` (public so tools that grant access to the stream,
+    /// such as the NATS permissions generator, name the same one).
+    pub fn stream_name(&self) -> String {
         self.stream.clone().unwrap_or_else(|| {
             self.prefix
                 .chars()
@@ -122,6 +133,14 @@ impl JetStream {
                     url: config.url.clone(),
                     reason: format!("credentials file {}: {e}", path.display()),
                 })?;
+        }
+        if let Some(ca) = &config.tls_ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &config.tls_client_cert {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
         }
         let urls: Vec<String> = config.url.split(',').map(|u| u.trim().to_owned()).collect();
         let addrs: Vec<async_nats::ServerAddr> = urls
@@ -446,7 +465,7 @@ async fn keep_alive(msg: &jetstream::Message, delay: Duration, ack_wait: Duratio
 }
 
 /// Rebuilds an envelope from a NATS message; the second value says why it is malformed, if it is.
-fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
+pub(crate) fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<String>) {
     let mut headers = std::collections::BTreeMap::new();
     let mut id = None;
     let mut name = None;

@@ -29,6 +29,11 @@ use crate::module::{Module, ModuleContext};
 use crate::readiness::Readiness;
 use crate::{http, telemetry};
 
+/// Connections per module pool when one process hosts several modules (the monolith): nine
+/// pools of four stay well inside PostgreSQL's default 100 connections, and two cores gain
+/// nothing from more concurrent transactions per module.
+pub const MONOLITH_POOL_SIZE: u32 = 4;
+
 /// Why the host could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -115,6 +120,16 @@ impl App {
             // Shown by the server's monitoring: which deployment, which modules.
             connection_name: format!("{}:{}", config.nats_prefix, names.join(",")),
             replicas: usize::from(config.nats_stream_replicas),
+            user_password: config
+                .nats_user
+                .clone()
+                .zip(config.nats_password.as_ref().map(|p| p.expose().to_owned())),
+            credentials_file: config.nats_creds.clone(),
+            tls_ca_file: config.nats_tls_ca.clone(),
+            tls_client_cert: config
+                .nats_tls_cert
+                .clone()
+                .zip(config.nats_tls_key.clone()),
             ..JetStreamConfig::new(&config.nats_url, &config.nats_prefix)
         })
         .await?;
@@ -143,11 +158,17 @@ impl App {
         let tasks = TaskTracker::new();
         let mut routes = Router::new();
         let mut docs = Vec::with_capacity(modules.len());
+        let database_pool_size = config.database_pool_size.unwrap_or(if modules.len() > 1 {
+            MONOLITH_POOL_SIZE
+        } else {
+            persistence::DEFAULT_POOL_SIZE
+        });
         for module in modules {
             docs.push(module.openapi());
             let ctx = ModuleContext {
                 bus: bus.clone(),
                 database_url: config.database_url.clone(),
+                database_pool_size,
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
                 readiness: readiness.clone(),
@@ -185,6 +206,7 @@ impl App {
             readiness.clone(),
             crate::openapi::document(docs),
             config.http_request_timeout,
+            config.http_body_limit,
         );
         tracing::info!(modules = ?names, "started mallbots application");
         Ok(App {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "30s";
 /// Default `HTTP_REQUEST_TIMEOUT`.
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: &str = "30s";
+/// Default `HTTP_BODY_LIMIT`: the API's bodies are a few hundred bytes, a large order a few KiB.
+pub const DEFAULT_HTTP_BODY_LIMIT: &str = "64KiB";
 
 /// Settings shared by the monolith and every service binary.
 ///
@@ -38,6 +41,43 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL, value_parser = parse_nats_url)]
     pub nats_url: String,
 
+    /// NATS user name, with `NATS_PASSWORD`: the server's authorization config decides which
+    /// subjects it may use (each service has its own user, see `mallbots-admin nats-config`).
+    #[arg(
+        long,
+        env = "NATS_USER",
+        requires = "nats_password",
+        conflicts_with = "nats_creds"
+    )]
+    pub nats_user: Option<String>,
+
+    /// Password of `NATS_USER`.
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats_user",
+        value_parser = parse_secret
+    )]
+    pub nats_password: Option<Secret>,
+
+    /// NATS credentials file (user JWT and nkey seed, `.creds`), instead of a user and password.
+    #[arg(long, env = "NATS_CREDS", value_parser = parse_readable_file)]
+    pub nats_creds: Option<PathBuf>,
+
+    /// PEM file of the CA certificate(s) the NATS server's certificate must chain to (besides
+    /// the system's roots); setting it requires TLS.
+    #[arg(long, env = "NATS_TLS_CA", value_parser = parse_readable_file)]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a NATS server that verifies clients; needs `NATS_TLS_KEY`.
+    #[arg(long, env = "NATS_TLS_CERT", requires = "nats_tls_key", value_parser = parse_readable_file)]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `NATS_TLS_CERT`.
+    #[arg(long, env = "NATS_TLS_KEY", requires = "nats_tls_cert", value_parser = parse_readable_file)]
+    pub nats_tls_key: Option<PathBuf>,
+
     /// PostgreSQL URL. Each module connects with its own schema; `/readyz` checks this server.
     #[arg(
         long,
@@ -47,6 +87,12 @@ pub struct Config {
         value_parser = parse_database_url
     )]
     pub database_url: String,
+
+    /// Most connections each module's pool opens (the monolith has one pool per module, all
+    /// on one server whose `max_connections` is shared by every process). Default: 10 for a
+    /// process hosting one module, 4 per module when it hosts several.
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub database_pool_size: Option<u32>,
 
     /// Address the HTTP server binds (REST API, health, metrics); port 0 picks a free port.
     #[arg(long, env = "HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR, value_parser = parse_http_addr)]
@@ -79,6 +125,11 @@ pub struct Config {
     )]
     pub http_request_timeout: Duration,
 
+    /// Largest request body accepted (`65536`, `64KiB`, `1MiB`); a larger one is answered with
+    /// 413 before any handler reads it.
+    #[arg(long, env = "HTTP_BODY_LIMIT", default_value = DEFAULT_HTTP_BODY_LIMIT, value_parser = parse_size)]
+    pub http_body_limit: usize,
+
     /// OTLP/gRPC endpoint for trace export; unset means no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
@@ -99,13 +150,21 @@ impl Default for Config {
         let duration = |s| parse_duration(s).expect("default duration is valid");
         Config {
             nats_url: DEFAULT_NATS_URL.to_owned(),
+            nats_user: None,
+            nats_password: None,
+            nats_creds: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
             database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_pool_size: None,
             http_addr: DEFAULT_HTTP_ADDR.parse().expect("default address is valid"),
             nats_prefix: DEFAULT_NATS_PREFIX.to_owned(),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Pretty,
             shutdown_timeout: duration(DEFAULT_SHUTDOWN_TIMEOUT),
             http_request_timeout: duration(DEFAULT_HTTP_REQUEST_TIMEOUT),
+            http_body_limit: parse_size(DEFAULT_HTTP_BODY_LIMIT).expect("default size is valid"),
             otel_exporter_otlp_endpoint: None,
             nats_stream_replicas: 1,
             modules: None,
@@ -133,6 +192,28 @@ impl Config {
         let mut command = Self::command().name(name).bin_name(name).about(about);
         let matches = command.try_get_matches_from_mut(args)?;
         Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    }
+}
+
+/// A value that must not end up in logs: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that needs it (the connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 
@@ -203,6 +284,23 @@ fn parse_nats_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    if s.is_empty() {
+        return Err("empty password".to_owned());
+    }
+    Ok(Secret::new(s))
+}
+
+/// The file must exist now: a typo should stop the process here, not at the first reconnect.
+fn parse_readable_file(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s.trim());
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(format!("{} is not a file", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 fn parse_database_url(s: &str) -> Result<String, String> {
     let s = s.trim();
     if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
@@ -237,6 +335,26 @@ fn parse_log_level(s: &str) -> Result<String, String> {
             format!("expected a level (trace, debug, info, warn, error) or directives: {e}")
         })?;
     Ok(s.to_owned())
+}
+
+/// Parses a byte count: `65536`, `64KiB`, `1MiB` (also `KB`/`MB`, meaning the same powers of
+/// two, as people usually do for limits). Zero is refused: it would reject every body.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let invalid = || format!("`{s}` is not a size (e.g. 65536, 64KiB, 1MiB)");
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let value: usize = s[..digits].parse().map_err(|_| invalid())?;
+    let unit: usize = match s[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        _ => return Err(invalid()),
+    };
+    match value.checked_mul(unit) {
+        Some(0) => Err("the limit must be above zero".to_owned()),
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid()),
+    }
 }
 
 /// Parses `30s`, `1m30s`, `500ms`, `2h`, or a bare number of seconds.
@@ -297,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size(" 2 KB "), Ok(2048));
+        assert_eq!(Config::default().http_body_limit, 64 * 1024);
+        for bad in [
+            "",
+            "0",
+            "KiB",
+            "-1",
+            "1.5MiB",
+            "1GiB",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let err = load(&["--http-body-limit", "big"]).unwrap_err().to_string();
+        assert!(err.contains("HTTP_BODY_LIMIT"), "{err}");
+    }
+
+    #[test]
     fn defaults_match_the_documented_ones() {
         let defaults = Config::default();
         assert_eq!(defaults.shutdown_timeout, Duration::from_secs(30));
@@ -333,9 +473,61 @@ mod tests {
             ("--log-level", "info,=x=y", "LOG_LEVEL"),
             ("--log-format", "xml", "LOG_FORMAT"),
             ("--shutdown-timeout", "soon", "SHUTDOWN_TIMEOUT"),
+            ("--nats-creds", "/nonexistent/x.creds", "NATS_CREDS"),
+            ("--nats-tls-ca", "/nonexistent/ca.pem", "NATS_TLS_CA"),
+            ("--nats-password", "", "NATS_PASSWORD"),
         ] {
             let err = load(&[flag, value]).expect_err(value).to_string();
             assert!(err.contains(name), "{flag} {value}: {err}");
         }
+    }
+
+    #[test]
+    fn nats_credentials_come_in_pairs_and_stay_out_of_debug_output() {
+        let config = load(&["--nats-user", "stores", "--nats-password", "s3cret"]).unwrap();
+        assert_eq!(config.nats_user.as_deref(), Some("stores"));
+        assert_eq!(
+            config.nats_password.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        let err = load(&["--nats-user", "stores"]).unwrap_err().to_string();
+        assert!(err.contains("NATS_PASSWORD"), "{err}");
+        let err = load(&["--nats-password", "x"]).unwrap_err().to_string();
+        assert!(err.contains("NATS_USER"), "{err}");
+
+        let creds = tempfile_path();
+        std::fs::write(&creds, "not checked until connecting").unwrap();
+        let config = load(&["--nats-creds", creds.to_str().unwrap()]).unwrap();
+        assert_eq!(config.nats_creds.as_deref(), Some(creds.as_path()));
+        let err = load(&[
+            "--nats-creds",
+            creds.to_str().unwrap(),
+            "--nats-user",
+            "a",
+            "--nats-password",
+            "b",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("NATS_CREDS") || err.contains("nats-creds"),
+            "{err}"
+        );
+        // A client certificate needs its key.
+        let err = load(&["--nats-tls-cert", creds.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NATS_TLS_KEY"), "{err}");
+        let _ = std::fs::remove_file(creds);
+    }
+
+    fn tempfile_path() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "platform-config-{}-{:?}.creds",
+            std::process::id(),
+            std::thread::current().id()
+        ))
     }
 }

@@ -83,6 +83,40 @@ pub fn with_database(url: &str, database: &str) -> String {
     out
 }
 
+/// Environment variable naming a directory of per-service NATS credentials files
+/// (`<dir>/<service>.creds`).
+pub const NATS_CREDS_DIR: &str = "NATS_CREDS_DIR";
+
+/// The NATS credentials `service`'s processes get instead of the runner's own (which they
+/// inherit otherwise), from the runner's environment as `lookup` reads it:
+/// `NATS_PASSWORD_<SERVICE>` (e.g. `NATS_PASSWORD_COSEC`) makes it connect as the user named
+/// after the service, as in the generated NATS config (`mallbots-admin nats-config`); else a
+/// `<NATS_CREDS_DIR>/<service>.creds` file is its credentials file. `None`: nothing of its own.
+/// The returned changes set (`Some`) or remove (`None`) variables, so inherited credentials of
+/// the other kind cannot conflict.
+pub fn nats_credentials(
+    service: &Service,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Option<Vec<(String, Option<String>)>> {
+    let set = |k: &str, v: String| (k.to_owned(), Some(v));
+    let unset = |k: &str| (k.to_owned(), None);
+    if let Some(password) = lookup(&contracts::topology::password_var(service.name)) {
+        return Some(vec![
+            set("NATS_USER", service.name.to_owned()),
+            set("NATS_PASSWORD", password),
+            unset("NATS_CREDS"),
+        ]);
+    }
+    let creds = PathBuf::from(lookup(NATS_CREDS_DIR)?).join(format!("{}.creds", service.name));
+    creds.is_file().then(|| {
+        vec![
+            set("NATS_CREDS", creds.display().to_string()),
+            unset("NATS_USER"),
+            unset("NATS_PASSWORD"),
+        ]
+    })
+}
+
 fn free_local_addr() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
     Ok(listener.local_addr()?)
@@ -180,7 +214,21 @@ impl Runner {
                 format!("{}ms", platform.shutdown_timeout.as_millis()),
             ),
         ];
-        let supervisor = Supervisor::start(plan, ChildEnv { bin_dir, vars });
+        let mut service_vars = HashMap::new();
+        for (service, ..) in &plan {
+            let lookup = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+            if let Some(vars) = nats_credentials(service, lookup) {
+                service_vars.insert(service.name, vars);
+            }
+        }
+        let supervisor = Supervisor::start(
+            plan,
+            ChildEnv {
+                bin_dir,
+                vars,
+                service_vars,
+            },
+        );
         Ok(Runner {
             supervisor,
             listener,
@@ -227,6 +275,33 @@ mod tests {
         assert!(parse_replicas("baskets=0").is_err());
         assert!(parse_replicas("baskets").is_err());
         assert!(parse_replicas("").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn a_service_gets_its_own_nats_user_when_its_password_is_set() {
+        let saga = topology::find("order-saga").unwrap();
+        let env = |key: &str| (key == "NATS_PASSWORD_COSEC").then(|| "pw-cosec".to_owned());
+        let vars = nats_credentials(saga, env).expect("credentials for cosec");
+        assert!(vars.contains(&("NATS_USER".to_owned(), Some("cosec".to_owned()))));
+        assert!(vars.contains(&("NATS_PASSWORD".to_owned(), Some("pw-cosec".to_owned()))));
+        assert!(vars.contains(&("NATS_CREDS".to_owned(), None)));
+        // Nothing configured: the default stays (inherited settings, no auth).
+        assert!(nats_credentials(topology::find("stores").unwrap(), env).is_none());
+
+        let dir = std::env::temp_dir().join(format!("runner-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stores.creds"), "creds").unwrap();
+        let in_dir = |key: &str| (key == NATS_CREDS_DIR).then(|| dir.display().to_string());
+        let vars = nats_credentials(topology::find("stores").unwrap(), in_dir).unwrap();
+        assert_eq!(
+            vars[0],
+            (
+                "NATS_CREDS".to_owned(),
+                Some(dir.join("stores.creds").display().to_string())
+            )
+        );
+        assert!(nats_credentials(topology::find("depot").unwrap(), in_dir).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

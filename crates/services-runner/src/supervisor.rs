@@ -1,6 +1,7 @@
 //! Starts one process per service instance, restarts an instance that dies (as an orchestrator
 //! would), and stops them all with SIGTERM — then SIGKILL for any that outlive the budget.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -53,6 +54,10 @@ pub struct ChildEnv {
     pub bin_dir: PathBuf,
     /// Extra environment (NATS_URL, NATS_PREFIX, LOG_LEVEL, ...).
     pub vars: Vec<(String, String)>,
+    /// Environment for one service's processes only, by service name, applied after `vars`: a
+    /// value sets the variable, `None` removes it (its own NATS credentials, see
+    /// [`crate::nats_credentials`]).
+    pub service_vars: HashMap<&'static str, Vec<(String, Option<String>)>>,
 }
 
 /// Runs the instances until [`Supervisor::stop`].
@@ -163,8 +168,19 @@ async fn keep_running(instance: Arc<Instance>, env: ChildEnv, stopping: Cancella
 fn spawn(instance: &Instance, env: &ChildEnv) -> std::io::Result<Child> {
     let binary = env.bin_dir.join(instance.service.binary);
     let mut command = Command::new(&binary);
+    command.envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for (key, value) in env
+        .service_vars
+        .get(instance.service.name)
+        .into_iter()
+        .flatten()
+    {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
     command
-        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("HTTP_ADDR", instance.addr.to_string())
         .env("DATABASE_URL", &instance.database_url)
         .stdin(Stdio::null())
