@@ -3,7 +3,8 @@
 //! protox parses the files in pure Rust (no `protoc` on the build machines), and prost-build turns
 //! the descriptor set into code in `OUT_DIR`, one file per package (`stores.v1.rs`, ...). Type
 //! names are enabled so every message implements `prost::Name` and thereby
-//! `messaging::Message`.
+//! `messaging::Message`. The descriptor set is also written to `OUT_DIR/descriptors.bin`: the
+//! property tests generate valid messages of every catalogued type from it.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let descriptors = protox::compile(&files, [&proto_root])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("descriptors.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     prost_build::Config::new()
         .enable_type_names()
         .compile_fds(descriptors)?;

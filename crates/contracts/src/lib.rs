@@ -158,6 +158,18 @@ macro_rules! catalogue {
         queries { $($query:ty => $query_subject:expr, $response:ty;)* }
         catalogued_only { $($other:ty => $other_kind:ident, $other_subject:expr;)* }
     ) => {
+        /// Calls `visitor` with the Rust type of every catalogued message and every query
+        /// answer, from the same rows as [`CATALOGUE`]: the property tests run one generic
+        /// check per type and cannot miss one the table gains.
+        #[cfg(test)]
+        pub(crate) fn visit_every_message<V: MessageVisitor>(visitor: &mut V) {
+            $(visitor.visit::<$event>();)*
+            $(visitor.visit::<$command>();)*
+            $(visitor.visit::<$reply>();)*
+            $(visitor.visit::<$query>(); visitor.visit::<$response>();)*
+            $(visitor.visit::<$other>();)*
+        }
+
         $(
             impl messaging::Event for $event {
                 const SUBJECT: &'static str = $event_subject;
@@ -269,6 +281,12 @@ catalogue! {
     }
 }
 
+/// A check generic over a message type, run for each by `visit_every_message`.
+#[cfg(test)]
+pub(crate) trait MessageVisitor {
+    fn visit<M: messaging::Message + PartialEq + std::fmt::Debug>(&mut self);
+}
+
 /// The fully qualified names of every message that travels on the relative `subject`, in table
 /// order; empty for an unknown subject.
 ///
@@ -288,5 +306,10 @@ pub fn entry(name: &str) -> Option<&'static Entry> {
     CATALOGUE.iter().find(|entry| entry.name() == name)
 }
 
+pub mod topology;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -20,6 +20,7 @@ const SETTINGS: &[&str] = &[
     "LOG_FORMAT",
     "SHUTDOWN_TIMEOUT",
     "HTTP_REQUEST_TIMEOUT",
+    "HTTP_BODY_LIMIT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 

@@ -13,6 +13,8 @@ mod error;
 pub mod jetstream;
 pub mod memory;
 mod message;
+#[cfg(test)]
+mod proptests;
 mod subscription;
 mod tracecontext;
 mod transport;

@@ -1,6 +1,6 @@
 //! The HTTP surface the host adds around the modules' routes: health, readiness, metrics, the
 //! spec's router-level errors, and the layers every request passes (trace span, metrics,
-//! timeout, body limit).
+//! timeout, body limit, path id check).
 
 pub mod error;
 pub mod json;
@@ -8,7 +8,8 @@ pub mod json;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, RawPathParams, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,10 @@ use crate::readiness::Readiness;
 use crate::telemetry;
 use error::{ApiError, ErrorKind};
 
-/// Largest request body accepted: the API's bodies are a few hundred bytes.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Longest id accepted in a path, in characters. Ids are opaque (spec/api.md §1.4) but every
+/// one the system hands out is a 36-character UUID; anything far longer is garbage or an
+/// attack, and would otherwise travel into queries, event streams and log lines.
+pub const MAX_PATH_ID_LEN: usize = 128;
 
 /// The full router: the host's endpoints, the modules' routes, fallbacks and layers.
 pub(crate) fn router(
@@ -30,6 +33,7 @@ pub(crate) fn router(
     readiness: Readiness,
     openapi: utoipa::openapi::OpenApi,
     request_timeout: Duration,
+    body_limit: usize,
 ) -> Router {
     let host = Router::new()
         .route("/healthz", get(healthz))
@@ -46,8 +50,18 @@ pub(crate) fn router(
         // After the merge, so it reaches the modules' routes too.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Layers apply per route, after routing: the path parameters are known here.
+        .layer(middleware::from_fn(check_path_and_query))
+        // What handlers read through axum's extractors (`ApiJson` answers 413 in our shape).
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Any other body read (a stream without a length) stops at the limit too.
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        // A declared length over the limit is refused before anything reads the body, with the
+        // API's JSON error (tower-http's own answer is plain text).
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            refuse_large_bodies,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
@@ -145,6 +159,69 @@ async fn method_not_allowed(uri: Uri) -> Response {
 fn is_api(uri: &Uri) -> bool {
     let path = uri.path();
     path == "/api" || path.starts_with("/api/")
+}
+
+/// 413 in the API's error shape when `Content-Length` exceeds the limit.
+async fn refuse_large_bodies(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            ApiError::new(ErrorKind::TooLarge, error::BODY_TOO_LARGE).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// Refuses an API request whose path ids are malformed — not UTF-8 once percent-decoded, empty,
+/// longer than [`MAX_PATH_ID_LEN`] or holding control characters — or whose query string holds
+/// a NUL, with a 400 in the API's shape before any handler runs. Such an id can never name
+/// anything, and a NUL would reach PostgreSQL as an error (a 500) rather than a not-found.
+/// Paths outside `/api` (the Swagger UI's assets) are not ids and pass unchecked.
+async fn check_path_and_query(
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !is_api(req.uri()) {
+        return next.run(req).await;
+    }
+    let problem = match &params {
+        Ok(params) => params.iter().find_map(|(name, value)| {
+            if value.is_empty() {
+                Some(format!("`{name}` is empty"))
+            } else if value.chars().count() > MAX_PATH_ID_LEN {
+                Some(format!(
+                    "`{name}` is longer than {MAX_PATH_ID_LEN} characters"
+                ))
+            } else if value.chars().any(char::is_control) {
+                Some(format!("`{name}` contains a control character"))
+            } else {
+                None
+            }
+        }),
+        // A route without parameters (or the fallback): nothing to check.
+        Err(RawPathParamsRejection::MissingPathParams(_)) => None,
+        Err(rejection) => Some(rejection.body_text()),
+    };
+    if let Some(problem) = problem {
+        return ApiError::bad_request(format!("invalid path: {problem}")).into_response();
+    }
+    // A NUL can only arrive percent-encoded (a raw one is not a valid URI), and `%2500` is a
+    // literal `%00` text, which this does not match.
+    let query = req.uri().query().unwrap_or_default();
+    if query
+        .as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    {
+        return ApiError::bad_request("invalid query string: NUL (%00) is not allowed")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts requests and their latency per route template, method and status.

@@ -18,7 +18,7 @@ pub mod testing;
 
 pub use app::{App, Error};
 pub use config::{Config, LogFormat};
-pub use http::BODY_LIMIT;
+pub use http::MAX_PATH_ID_LEN;
 pub use http::error::{ApiError, ErrorKind};
 pub use http::json::{
     ApiJson, de_f64_lenient, de_i32_lenient, de_i64_lenient, de_string_lenient, parse_body,

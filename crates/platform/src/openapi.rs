@@ -4,7 +4,8 @@
 //! document at `/openapi.json` with a browsable Swagger UI at `/swagger-ui/`.
 
 use serde::Serialize;
-use utoipa::openapi::{OpenApi, OpenApiBuilder};
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::{OpenApi, OpenApiBuilder, RefOr, Schema};
 use utoipa::{OpenApi as _, ToSchema};
 
 /// The error body of every REST error (`google.rpc.Status`, spec/api.md §1.5), for handlers'
@@ -115,7 +116,35 @@ pub fn document(modules: Vec<OpenApi>) -> OpenApi {
         }
         doc.merge(module);
     }
+    constrain_path_ids(&mut doc);
     doc
+}
+
+/// What the host accepts as a path id (http.rs refuses anything else with a 400 before any
+/// handler): 1 to [`MAX_PATH_ID_LEN`](crate::MAX_PATH_ID_LEN) characters, none of them a
+/// control character. Written into every string path parameter so clients and fuzzers know.
+fn constrain_path_ids(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && parameter.parameter_in == ParameterIn::Path
+                    && let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema
+                {
+                    schema.min_length = Some(1);
+                    schema.max_length = Some(crate::MAX_PATH_ID_LEN);
+                    schema.pattern = Some("^[^\\u0000-\\u001F\\u007F-\\u009F]+$".to_owned());
+                }
+            }
+        }
+    }
 }
 
 /// An empty document, the default of [`Module::openapi`](crate::Module::openapi).

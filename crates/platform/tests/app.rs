@@ -484,3 +484,113 @@ async fn readyz_names_nats_and_the_stalled_consumer_while_the_broker_is_down() {
     let (result, _) = app.stop().await;
     result.unwrap();
 }
+
+/// A route with a path id whose handler counts its calls, to show refused requests never reach
+/// it.
+struct Ids {
+    calls: Arc<AtomicU64>,
+}
+
+#[platform::async_trait]
+impl Module for Ids {
+    fn name(&self) -> &'static str {
+        "ids"
+    }
+
+    async fn start(&self, _ctx: ModuleContext) -> anyhow::Result<Router> {
+        let calls = self.calls.clone();
+        Ok(Router::new().route(
+            "/api/ids/{id}",
+            axum::routing::put(
+                move |axum::extract::Path(id): axum::extract::Path<String>,
+                      ApiJson(item): ApiJson<Item>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move { ApiJson(json!({"id": id, "name": item.name})) }
+                },
+            ),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_malformed_path_ids_are_refused_as_json_before_the_handler() {
+    let prefix = testkit::unique_prefix("platform_limits");
+    let _stream = StreamGuard(prefix.clone());
+    let calls = Arc::new(AtomicU64::new(0));
+    let config = Config {
+        http_body_limit: 1024,
+        ..config(&prefix)
+    };
+    let app = App::build(
+        config,
+        vec![Box::new(Ids {
+            calls: calls.clone(),
+        })],
+    )
+    .await
+    .unwrap();
+    let app = Running::start(app).await;
+    let http = reqwest::Client::new();
+    let put = |path: &str, body: String| http.put(app.url(path)).body(body).send();
+
+    let res = put("/api/ids/abc", r#"{"name":"x"}"#.into()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"id": "abc", "name": "x"})
+    );
+    let longest = "a".repeat(platform::MAX_PATH_ID_LEN);
+    let res = put(&format!("/api/ids/{longest}"), String::new())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "an id of exactly the limit is fine");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // HTTP_BODY_LIMIT: a declared length over it, in the API's shape.
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(2048));
+    let res = put("/api/ids/abc", big).await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], 8);
+    assert_eq!(body["message"], "request body too large");
+    assert_eq!(body["details"][0]["HTTPCode"], "413");
+
+    for (path, problem) in [
+        ("/api/ids/%FF%FE", "UTF-8"),
+        ("/api/ids/a%00b", "control character"),
+        ("/api/ids/a%0Ab", "control character"),
+        ("/api/ids/%7F", "control character"),
+        (
+            &format!("/api/ids/{longest}b") as &str,
+            "longer than 128 characters",
+        ),
+    ] {
+        let res = put(path, r#"{"name":"x"}"#.into()).await.unwrap();
+        assert_eq!(res.status(), 400, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/json", "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], 3, "{path}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("invalid path: ") && message.contains(problem),
+            "{path}: {message}"
+        );
+    }
+    let res = put("/api/ids/abc?x=a%00b", String::new()).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["message"],
+        "invalid query string: NUL (%00) is not allowed"
+    );
+    let res = put("/api/ids/abc?x=%2500", String::new()).await.unwrap();
+    assert_eq!(res.status(), 200, "an escaped `%00` is text, not NUL");
+    // An empty segment matches no route: the API's 404.
+    let res = put("/api/ids/", String::new()).await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], 5);
+
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "no refused request ran");
+    let (result, _) = app.stop().await;
+    result.expect("a clean shutdown");
+}

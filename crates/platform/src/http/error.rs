@@ -11,6 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// The message of a 413, from the body-limit layer or a body extractor alike.
+pub(crate) const BODY_TOO_LARGE: &str = "request body too large";
+
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 
-use super::error::{ApiError, ErrorKind};
+use super::error::{ApiError, BODY_TOO_LARGE, ErrorKind};
 
 /// A JSON request body (extractor) or response body (`IntoResponse`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,7 +38,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorKind::TooLarge, "request body too large")
+                ApiError::new(ErrorKind::TooLarge, BODY_TOO_LARGE)
             } else {
                 ApiError::bad_request(format!(
                     "cannot read request body: {}",
@@ -61,8 +61,53 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "invalid request body: expected a JSON object",
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    let parsed = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    match scan(bytes) {
+        Some(problem) => Err(ApiError::bad_request(format!(
+            "invalid request body: {problem}"
+        ))),
+        None => Ok(parsed),
+    }
+}
+
+/// Deepest nesting of arrays and objects a request body may have. The API's bodies nest three
+/// levels; serde stops at 128 only for the fields it reads, while unknown fields (ignored) were
+/// skipped at any depth.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// What is wrong with a syntactically valid JSON text that serde accepted: nesting deeper than
+/// [`MAX_JSON_DEPTH`], or a `\u0000` escape — PostgreSQL stores no NUL in text or jsonb, so such
+/// a string would fail at the database as a 500 after the handler had started its work.
+fn scan(json: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            // Every backslash (only valid inside strings) starts an escape: skipping the escaped
+            // character tells `\u0000` from an escaped backslash followed by `u0000`.
+            b'\\' => {
+                if json.get(i + 1) == Some(&b'u')
+                    && json.get(i + 2..i + 6) == Some(b"0000".as_slice())
+                {
+                    return Some("strings cannot contain NUL (\\u0000)".to_owned());
+                }
+                i += 1;
+            }
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Some(format!("nested deeper than {MAX_JSON_DEPTH} levels"));
+                }
+            }
+            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
@@ -251,6 +296,34 @@ mod tests {
             );
         }
         assert!(item("  ").is_ok(), "an empty body is an empty object");
+    }
+
+    #[test]
+    fn nul_characters_and_deep_nesting_are_refused_and_strings_are_not_mistaken_for_them() {
+        for body in [
+            r#"{"name":"a\u0000b"}"#,
+            r#"{"name":"\u0000"}"#,
+            r#"{"other":["\u0000"]}"#,
+        ] {
+            let err = item(body).unwrap_err();
+            assert_eq!(err.code(), 3, "{body}");
+            assert!(err.message().contains("NUL"), "{body}: {}", err.message());
+        }
+        let deep = |n: usize| format!(r#"{{"other":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(
+            item(&deep(MAX_JSON_DEPTH - 1)).is_ok(),
+            "an unknown field, nested"
+        );
+        let err = item(&deep(MAX_JSON_DEPTH)).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "invalid request body: nested deeper than 32 levels"
+        );
+        assert!(item(&deep(100_000)).is_err());
+        assert!(item(r#"{"name":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"{{{"}"#).is_ok());
+        let ok = item(r#"{"name":"a\\u0000b"}"#).unwrap();
+        assert_eq!(ok.name, "a\\u0000b");
+        assert_eq!(item(r#"{"name":"\u0041"}"#).unwrap().name, "A");
     }
 
     #[test]
