@@ -3,9 +3,10 @@
 //! and drives it over REST exactly as a client written from the spec would. The scenarios live
 //! in [`scenarios`] and run unchanged against both deployments.
 
+pub mod faults;
 pub mod scenarios;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -35,6 +36,13 @@ pub struct Options {
     pub deployment: Deployment,
     /// Extra environment (e.g. `SAGA_STEP_TIMEOUT`, `MALLBOTS_MODULES`, `SERVICES`).
     pub env: Vec<(String, String)>,
+    /// NATS server(s) to use instead of the shared one (a test-owned server or cluster).
+    pub nats_url: Option<String>,
+    /// Admin URL of a PostgreSQL server to use instead of the shared one (a test-owned cluster).
+    pub postgres_url: Option<String>,
+    /// Append the system's stdout and stderr (its JSON log) to this file instead of inheriting
+    /// them, so a test can read what the system logged (e.g. every SMS sent).
+    pub log_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -43,6 +51,9 @@ impl Options {
         Options {
             deployment: Deployment::Monolith,
             env: Vec::new(),
+            nats_url: None,
+            postgres_url: None,
+            log_file: None,
         }
     }
 
@@ -53,12 +64,33 @@ impl Options {
                 replicas: "baskets=2,order-saga=2".into(),
             },
             env: Vec::new(),
+            nats_url: None,
+            postgres_url: None,
+            log_file: None,
         }
     }
 
     /// Adds an environment variable.
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs the system on these NATS server(s) (comma separated) rather than the shared one.
+    pub fn on_nats(mut self, url: &str) -> Self {
+        self.nats_url = Some(url.to_owned());
+        self
+    }
+
+    /// Runs the system on the PostgreSQL server behind this admin URL rather than the shared one.
+    pub fn on_postgres(mut self, admin_url: &str) -> Self {
+        self.postgres_url = Some(admin_url.to_owned());
+        self
+    }
+
+    /// Sends the system's output to `path` (appended, across restarts).
+    pub fn log_to(mut self, path: &Path) -> Self {
+        self.log_file = Some(path.to_path_buf());
         self
     }
 }
@@ -73,6 +105,9 @@ pub struct System {
     prefix: String,
     _databases: Vec<TestDatabase>,
     database_prefix: Option<String>,
+    nats_url: String,
+    admin_url: String,
+    database_url: String,
 }
 
 /// How the system's process is started (kept to start it again after a stop).
@@ -80,6 +115,7 @@ pub struct System {
 struct Launch {
     binary: PathBuf,
     env: Vec<(String, String)>,
+    log_file: Option<PathBuf>,
 }
 
 impl Launch {
@@ -90,6 +126,15 @@ impl Launch {
         command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
+        if let Some(path) = &self.log_file {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| panic!("open log file {}: {e}", path.display()));
+            let second = file.try_clone().expect("duplicate the log file handle");
+            command.stdout(file).stderr(second);
+        }
         command.spawn().expect("start the system")
     }
 }
@@ -125,24 +170,32 @@ impl System {
         let mut set = |k: &str, v: String| env.push((k.to_owned(), v));
         let mut databases = Vec::new();
         let mut database_prefix = None;
+        let nats_url = options.nats_url.clone().unwrap_or_else(testkit::nats_url);
+        let admin_url = options
+            .postgres_url
+            .clone()
+            .unwrap_or_else(testkit::database_url);
+        let database_url;
         let binary_path = match &options.deployment {
             Deployment::Monolith => {
-                let db = TestDatabase::create(label).await;
-                set("DATABASE_URL", db.url().to_owned());
+                let db = TestDatabase::create_on(&admin_url, label).await;
+                database_url = db.url().to_owned();
+                set("DATABASE_URL", database_url.clone());
                 databases.push(db);
                 binary("mallbots")
             }
             Deployment::Services { replicas } => {
                 // run-services creates `<prefix><service>` databases; they are dropped on drop.
                 let db_prefix = format!("{prefix}_");
-                set("DATABASE_URL", testkit::database_url());
+                database_url = admin_url.clone();
+                set("DATABASE_URL", admin_url.clone());
                 set("DATABASE_PREFIX", db_prefix.clone());
                 set("SERVICE_REPLICAS", replicas.clone());
                 database_prefix = Some(db_prefix);
                 binary("run-services")
             }
         };
-        set("NATS_URL", testkit::nats_url());
+        set("NATS_URL", nats_url.clone());
         set("NATS_PREFIX", prefix.clone());
         set("HTTP_ADDR", format!("127.0.0.1:{port}"));
         set("LOG_FORMAT", "json".into());
@@ -157,6 +210,7 @@ impl System {
         let launch = Launch {
             binary: binary_path,
             env,
+            log_file: options.log_file.clone(),
         };
         let child = launch.spawn();
         let mut system = System {
@@ -170,6 +224,9 @@ impl System {
             prefix,
             _databases: databases,
             database_prefix,
+            nats_url,
+            admin_url,
+            database_url,
         };
         system.wait_ready().await;
         system
@@ -286,6 +343,41 @@ impl System {
         &self.prefix
     }
 
+    /// The NATS server(s) the system runs on (comma separated).
+    pub fn nats_url(&self) -> &str {
+        &self.nats_url
+    }
+
+    /// The URL of the database holding `schema` (a module's schema name, e.g. `ordering`,
+    /// `cosec`): the one database of the monolith, or that service's own database under
+    /// `run-services`. The schema has the same name in both, so queries qualify tables with it.
+    pub fn database_url_for(&self, schema: &str) -> String {
+        match &self.database_prefix {
+            Some(prefix) => {
+                testkit::replace_database(&self.admin_url, &format!("{prefix}{schema}"))
+            }
+            None => self.database_url.clone(),
+        }
+    }
+
+    /// Kills the system's top process with SIGKILL (no shutdown, nothing flushed) and reaps it:
+    /// the monolith's crash. (Under `run-services` this would kill only the runner; kill a
+    /// service's own process instead, see `faults::runner_instances`.)
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same process again on the same database and prefix (after [`System::kill`])
+    /// and waits until it is ready.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again needs a stopped system");
+        self.child = Some(self.launch.spawn());
+        self.wait_ready().await;
+    }
+
     /// Stops the system gracefully (SIGTERM) and asserts it exits successfully in time.
     pub fn stop(mut self) {
         if let Some(child) = self.child.take() {
@@ -332,9 +424,9 @@ impl Drop for System {
         if let Some(child) = self.child.take() {
             terminate(child, Duration::from_secs(15));
         }
-        let nats = testkit::nats_url();
+        let nats = self.nats_url.clone();
         let stream = self.prefix.clone();
-        let admin = testkit::database_url();
+        let admin = self.admin_url.clone();
         let database_prefix = self.database_prefix.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()

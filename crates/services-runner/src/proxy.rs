@@ -1,6 +1,7 @@
 //! The one HTTP entry point in front of the separate service processes: `/api/<root>/...` goes
 //! to an instance of the service owning that root (round robin over its copies), `/readyz` is
-//! ready only when every instance is, `/healthz` and `/liveness` answer for the proxy itself.
+//! ready only when every instance is, `/healthz` and `/liveness` answer for the proxy itself,
+//! `/_runner/instances` lists the instances with their process ids (for fault-injection tests).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,6 +63,7 @@ impl Proxy {
                 get(|| async { ([(header::CONTENT_TYPE, "text/plain")], ".") }),
             )
             .route("/readyz", get(readyz))
+            .route("/_runner/instances", get(instances))
             .fallback(forward)
             .with_state(self)
     }
@@ -78,6 +80,24 @@ impl Proxy {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         Some(copies[n % copies.len()].clone())
     }
+}
+
+/// Each instance with its current process id (0 while restarting) and restart count: what a
+/// fault-injection test needs to kill one service process and see the runner replace it.
+async fn instances(State(proxy): State<Proxy>) -> axum::Json<Value> {
+    let list: Vec<Value> = proxy
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "instance": i.label(),
+                "service": i.service.name,
+                "pid": i.pid(),
+                "restarts": i.restarts(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "instances": list }))
 }
 
 async fn readyz(State(proxy): State<Proxy>) -> Response {

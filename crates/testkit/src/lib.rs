@@ -57,10 +57,20 @@ where
     }
 }
 
+/// Connects to the NATS server(s) in `url`, which may list several, comma separated (every
+/// node of a cluster), as `NATS_URL` does; async-nats takes a single string as one address.
+pub async fn connect_nats(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .filter_map(|u| u.trim().parse().ok())
+        .collect();
+    async_nats::connect(addrs).await
+}
+
 /// Deletes JetStream stream `name` on the server at `url` (test clean-up; errors ignored: the
 /// stream may never have been created).
 pub async fn delete_stream(url: &str, name: &str) {
-    if let Ok(client) = async_nats::connect(url).await {
+    if let Ok(client) = connect_nats(url).await {
         let _ = async_nats::jetstream::new(client).delete_stream(name).await;
     }
 }
@@ -93,6 +103,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// Configuration file (`-c`) and the environment it reads (`$VAR` references), if any.
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl NatsServer {
@@ -103,6 +115,24 @@ impl NatsServer {
             port: free_port(),
             store,
             child: None,
+            config: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Starts a private server that also reads the configuration `config` (e.g. an
+    /// `authorization` block), with `env` in its environment for the `$VAR` references in it.
+    /// Address, port, JetStream and storage are still set by flags, as for [`NatsServer::start`].
+    pub async fn start_with_config(config: &str, env: &[(String, String)]) -> Self {
+        let store = tempfile::tempdir().expect("temp dir for JetStream");
+        let path = store.path().join("server.conf");
+        std::fs::write(&path, config).expect("write the server configuration");
+        let mut server = NatsServer {
+            port: free_port(),
+            store,
+            child: None,
+            config: Some((path, env.to_vec())),
         };
         server.spawn().await;
         server
@@ -129,7 +159,11 @@ impl NatsServer {
 
     async fn spawn(&mut self) {
         let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some((path, env)) = &self.config {
+            command.arg("-c").arg(path).envs(env.iter().cloned());
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -153,6 +187,150 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Three `nats-server` processes clustered with JetStream (file storage in temp dirs that
+/// survive restarts, free client and route ports), for tests that kill one node of a cluster
+/// holding replicated streams. Every node is killed on drop.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    route_port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts three nodes and waits until JetStream answers through them (a meta leader is
+    /// elected).
+    pub async fn start() -> Self {
+        let cluster = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let nodes = (1..=3)
+            .map(|i| ClusterNode {
+                name: format!("n{i}_{cluster}"),
+                port: free_port(),
+                route_port: free_port(),
+                store: tempfile::tempdir().expect("temp dir for JetStream"),
+                child: None,
+            })
+            .collect();
+        let mut cluster = NatsCluster { nodes };
+        for i in 0..3 {
+            cluster.spawn(i).await;
+        }
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    /// Every node's client URL, comma separated (what `NATS_URL` takes).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `i`'s server name (what JetStream reports as a stream's leader or replica).
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// Which node has server name `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again on the same ports and storage, and waits for its client port.
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i).await;
+    }
+
+    async fn spawn(&mut self, i: usize) {
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| format!("nats://127.0.0.1:{}", n.route_port))
+            .collect();
+        let node = &mut self.nodes[i];
+        let child = Command::new(&binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &node.port.to_string(),
+                "-n",
+                &node.name,
+            ])
+            .args(["-js", "-sd"])
+            .arg(node.store.path())
+            .args(["--cluster_name", "testkit"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", node.route_port),
+            ])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (install Debian's nats-server): {e}")
+            });
+        node.child = Some(child);
+        wait_for_port(node.port, Duration::from_secs(10)).await;
+    }
+
+    async fn wait_for_jetstream(&self) {
+        let url = self.url();
+        eventually(
+            Duration::from_secs(30),
+            "the JetStream cluster to elect a meta leader",
+            || {
+                let url = url.clone();
+                async move {
+                    // A stream with three replicas can be created once the meta leader is
+                    // elected and every node takes part: what the system's start-up needs.
+                    let client = connect_nats(&url).await.ok()?;
+                    let js = async_nats::jetstream::new(client);
+                    let name = "testkit_probe".to_owned();
+                    js.create_stream(async_nats::jetstream::stream::Config {
+                        name: name.clone(),
+                        subjects: vec![format!("{name}.>")],
+                        num_replicas: 3,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?;
+                    js.delete_stream(&name).await.ok().map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
     }
 }
 
