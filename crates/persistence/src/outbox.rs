@@ -121,21 +121,30 @@ fn remember(envelopes: &[Envelope]) {
 /// or no longer holds, are left out.
 pub(crate) fn take_pending(ids: &[uuid::Uuid]) -> Vec<Envelope> {
     let mut pending = pending();
-    ids.iter()
+    let taken = ids
+        .iter()
         .filter_map(|id| pending.remove(id).map(|(env, _)| env))
-        .collect()
+        .collect();
+    expire(&mut pending);
+    taken
+}
+
+/// Drops entries older than [`PENDING_TTL`] (rolled-back transactions) once there are enough
+/// of them to be worth the scan.
+fn expire(pending: &mut HashMap<uuid::Uuid, (Envelope, Instant)>) {
+    if pending.len() >= PENDING_SOFT_LIMIT / 10 {
+        let now = Instant::now();
+        pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TTL);
+    }
 }
 
 /// Forgets `ids` (published by a claim) and every expired entry.
 pub(crate) fn forget_pending(ids: &[uuid::Uuid]) {
-    let now = Instant::now();
     let mut pending = pending();
     for id in ids {
         pending.remove(id);
     }
-    if pending.len() >= PENDING_SOFT_LIMIT / 10 {
-        pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TTL);
-    }
+    expire(&mut pending);
 }
 
 /// What is waiting to be published, for metrics and readiness.
