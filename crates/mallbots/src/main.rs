@@ -21,6 +21,10 @@ fn modules() -> Vec<Box<dyn Module>> {
     ]
 }
 
+/// mimalloc instead of glibc's allocator: see `platform::Allocator`.
+#[global_allocator]
+static ALLOCATOR: platform::Allocator = platform::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     platform::run_binary(

@@ -5,6 +5,11 @@
 //! Environment: NATS_URL (default nats://127.0.0.1:4222), BENCH_MESSAGES (default 20000),
 //! BENCH_HOPS (default 2000), BENCH_ROUNDS (default 3; the median of the rounds is reported).
 
+/// The allocator the service binaries use (see `platform::Allocator`): both paths measured
+/// here run on it, as they would in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

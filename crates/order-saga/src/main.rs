@@ -2,6 +2,10 @@
 
 use order_saga::OrderSagaModule;
 
+/// mimalloc instead of glibc's allocator: see `platform::Allocator`.
+#[global_allocator]
+static ALLOCATOR: platform::Allocator = platform::Allocator;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     platform::run_binary(

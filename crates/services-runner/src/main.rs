@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use services_runner::{Runner, RunnerConfig};
 
+/// mimalloc instead of glibc's allocator: see `platform::Allocator`.
+#[global_allocator]
+static ALLOCATOR: platform::Allocator = platform::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = RunnerConfig::parse();
