@@ -57,7 +57,7 @@ run-services: ## Run every service as its own process behind one entry point on 
 compose-up: ## Start the whole system with docker compose and wait until it is ready
 	docker compose up -d --wait
 
-bench: ## Load-test the monolith (loadgen at concurrency 1, 8, 32 + raw limits, RSS) and write BENCHMARKS.md
+bench: ## Load-test the monolith (loadgen at concurrency 1, 8, 32, a 5-minute soak for memory growth, raw limits) and write BENCHMARKS.md (~9 min)
 	$(CARGO) build --release -p mallbots -p loadgen
 	./target/release/loadgen bench-suite --mallbots-bin target/release/mallbots --out BENCHMARKS.md
 

@@ -130,6 +130,12 @@ pub struct SuiteArgs {
     /// Concurrency of the --fulfil run.
     #[arg(long, default_value_t = 8)]
     pub fulfil_concurrency: usize,
+    /// Length of the last run, which checks that resident memory does not grow (0s: none).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub soak_length: Duration,
+    /// Concurrency of the soak run.
+    #[arg(long, default_value_t = 8)]
+    pub soak_concurrency: usize,
     /// Markdown output.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,

@@ -17,6 +17,10 @@ use crate::limits::{self, Limits, scratch_name, with_database};
 use crate::report::{CHECKOUT_TO_APPROVED, CHECKOUT_TO_COMPLETED, Report, STATUS_ROUTE};
 use crate::run;
 
+/// Resident memory a warm monolith may gain over the soak run and still count as not growing
+/// (allocator and pool slack; a leak of one allocation per message would be far above it).
+const SOAK_GROWTH_MIB: f64 = 5.0;
+
 /// How long pg_stat_database needs to include every backend's commits (backends flush at most
 /// once a second).
 const STATS_SETTLE: Duration = Duration::from_millis(2500);
@@ -73,9 +77,24 @@ pub struct Level {
     /// CPU time (user + system) the monolith used during the run, seconds.
     #[serde(default)]
     pub monolith_cpu_s: f64,
+    /// The long run that checks resident memory does not grow.
+    #[serde(default)]
+    pub soak: bool,
 }
 
 impl Level {
+    /// `c=8`, `c=8 fulfil`, `c=8 soak`.
+    pub fn label(&self) -> String {
+        let kind = if self.soak {
+            " soak"
+        } else if self.report.fulfil {
+            " fulfil"
+        } else {
+            ""
+        };
+        format!("c={}{kind}", self.report.concurrency)
+    }
+
     /// Commits per checkout, net of the idle commit rate over the same time; with
     /// `per_poll`, also net of the order status polls' own transactions.
     pub fn commits_per_checkout(&self, idle_commits_per_s: f64, per_poll: f64) -> Option<f64> {
@@ -415,21 +434,35 @@ async fn suite(
     let idle = DbActivity::delta(&before, &after, idle_started.elapsed().as_secs_f64());
     let rss_ready_kib = sampler.phase().last_kib;
 
-    let mut runs: Vec<(usize, Duration, bool)> = args
+    // (concurrency, length, fulfil, soak)
+    let mut runs: Vec<(usize, Duration, bool, bool)> = args
         .levels
         .iter()
-        .map(|&c| (c, args.run_length, false))
+        .map(|&c| (c, args.run_length, false, false))
         .collect();
     if !args.fulfil_length.is_zero() {
-        runs.push((args.fulfil_concurrency, args.fulfil_length, true));
+        runs.push((args.fulfil_concurrency, args.fulfil_length, true, false));
+    }
+    if !args.soak_length.is_zero() {
+        // Last, on a warm process: what it holds at the start of this run is its working set.
+        runs.push((args.soak_concurrency, args.soak_length, false, true));
     }
     let mut levels = Vec::new();
     let mut commits_per_status_poll = None;
-    for (concurrency, length, fulfil) in runs {
+    for (concurrency, length, fulfil, soak) in runs {
         if let Some(status) = child.try_wait()? {
             bail!("the monolith exited during the runs: {status}");
         }
-        let name = format!("c{concurrency}{}", if fulfil { "-fulfil" } else { "" });
+        let name = format!(
+            "c{concurrency}{}",
+            if soak {
+                "-soak"
+            } else if fulfil {
+                "-fulfil"
+            } else {
+                ""
+            }
+        );
         eprintln!("bench: {name}: {length:?}");
         let run_args = RunArgs {
             url: base.clone(),
@@ -473,6 +506,7 @@ async fn suite(
             db,
             rss,
             monolith_cpu_s,
+            soak,
         });
     }
 
@@ -586,9 +620,8 @@ pub fn markdown(s: &Suite) -> String {
         };
         let _ = writeln!(
             out,
-            "| c={}{} | {:.0} s | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
-            r.concurrency,
-            if r.fulfil { " fulfil" } else { "" },
+            "| {} | {:.0} s | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
+            level.label(),
             r.requested_duration_s.unwrap_or(r.elapsed_s),
             r.checkouts_per_s,
             r.approved_per_s,
@@ -629,9 +662,8 @@ pub fn markdown(s: &Suite) -> String {
         let n = level.report.checkouts.max(1) as f64;
         let _ = writeln!(
             out,
-            "| c={}{} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |",
-            level.report.concurrency,
-            if level.report.fulfil { " fulfil" } else { "" },
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} |",
+            level.label(),
             level.monolith_cpu_s,
             level.monolith_cpu_s * 1000.0 / n,
             d.xact_commit,
@@ -698,12 +730,29 @@ pub fn markdown(s: &Suite) -> String {
         mib(s.rss_peak_kib),
         verdict(mib(s.rss_peak_kib) < 150.0)
     );
-    let _ = writeln!(
-        out,
-        "| no RSS growth | ready {:.1} MiB → after the runs {:.1} MiB ({growth:+.1} MiB) | see runs |\n",
-        mib(s.rss_ready_kib),
-        mib(s.rss_after_kib)
-    );
+    match s.levels.iter().find(|l| l.soak) {
+        Some(soak) => {
+            let start = mib(soak.rss.first_kib);
+            let end = mib(soak.rss.last_kib);
+            let _ = writeln!(
+                out,
+                "| no RSS growth over a {:.0}-minute run ({}) | {start:.1} MiB at its start → {end:.1} MiB at its end ({:+.1} MiB; max {:.1} MiB) | {} |\n",
+                soak.report.requested_duration_s.unwrap_or(soak.report.elapsed_s) / 60.0,
+                soak.label(),
+                end - start,
+                mib(soak.rss.max_kib),
+                verdict(end - start <= SOAK_GROWTH_MIB)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "| no RSS growth | ready {:.1} MiB → after the runs {:.1} MiB ({growth:+.1} MiB); no soak run (--soak-length 0s) | not measured |\n",
+                mib(s.rss_ready_kib),
+                mib(s.rss_after_kib)
+            );
+        }
+    }
 
     let _ = writeln!(out, "## Resident memory (VmRSS, sampled every 250 ms)\n");
     let _ = writeln!(out, "| phase | first | max | last |\n|---|---:|---:|---:|");
@@ -711,9 +760,8 @@ pub fn markdown(s: &Suite) -> String {
     for level in &s.levels {
         let _ = writeln!(
             out,
-            "| c={}{} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
-            level.report.concurrency,
-            if level.report.fulfil { " fulfil" } else { "" },
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            level.label(),
             mib(level.rss.first_kib),
             mib(level.rss.max_kib),
             mib(level.rss.last_kib)
@@ -736,9 +784,8 @@ pub fn markdown(s: &Suite) -> String {
         let r = &level.report;
         let _ = writeln!(
             out,
-            "### c={}{}\n\n| route | count | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|",
-            r.concurrency,
-            if r.fulfil { " fulfil" } else { "" }
+            "### {}\n\n| route | count | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|",
+            level.label()
         );
         for (route, x) in r.end_to_end.iter().chain(r.routes.iter()) {
             let _ = writeln!(
@@ -845,6 +892,7 @@ mod tests {
                 last_kib: 50_000,
             },
             monolith_cpu_s: 10.0,
+            soak: false,
         }
     }
 
