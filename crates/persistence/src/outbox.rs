@@ -174,7 +174,9 @@ pub const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// Refreshes, every `interval` until `shutdown`, the gauges of the pool's outbox, labelled with
 /// its schema (the module: `stores`, `cosec`, ...):
 /// - `outbox_backlog{module}`: rows not yet published;
-/// - `outbox_lag_seconds{module}`: age of the oldest unsent row (0 when there is none).
+/// - `outbox_lag_seconds{module}`: age of the oldest unsent row (0 when there is none);
+/// - `outbox_pending_in_memory`: envelopes this process enqueued that wait for their commit's
+///   notification (the relay's fast path); it stays small unless transactions roll back.
 ///
 /// The relay runs this beside itself, so every module with an outbox reports it.
 pub async fn report_metrics(
@@ -204,6 +206,8 @@ pub async fn report_metrics(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Process-wide (every module's relay reports the same value).
+        metrics::gauge!("outbox_pending_in_memory").set(pending().len() as f64);
         match backlog(&pool).await {
             Ok(b) => {
                 metrics::gauge!("outbox_backlog", "module" => module.clone()).set(b.count as f64);
