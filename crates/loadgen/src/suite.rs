@@ -737,7 +737,10 @@ pub fn markdown(s: &Suite) -> String {
             let _ = writeln!(
                 out,
                 "| no RSS growth over a {:.0}-minute run ({}) | {start:.1} MiB at its start → {end:.1} MiB at its end ({:+.1} MiB; max {:.1} MiB) | {} |\n",
-                soak.report.requested_duration_s.unwrap_or(soak.report.elapsed_s) / 60.0,
+                soak.report
+                    .requested_duration_s
+                    .unwrap_or(soak.report.elapsed_s)
+                    / 60.0,
                 soak.label(),
                 end - start,
                 mib(soak.rss.max_kib),
