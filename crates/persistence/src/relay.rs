@@ -7,8 +7,9 @@
 //!   still in memory ([`outbox::take_pending`]), so the relay publishes them at once, in commit
 //!   order (PostgreSQL delivers notifications in commit order), and then marks them sent —
 //!   no claim query on the hop's critical path. It runs only while the last claim left nothing
-//!   behind and no publish has failed since; otherwise (and for rows another instance enqueued,
-//!   after giving that instance's relay a moment) the claim below does the work. Relays of one
+//!   behind (no row blocked, none waiting for a retry) and no publish has failed since;
+//!   otherwise (and for rows another instance enqueued, after giving that instance's relay a
+//!   moment) the claim below does the work. Relays of one
 //!   schema in one process take turns (a shared lock), so per-key order holds in the process;
 //!   across instances it is as good as the broker's consumers give anyway (best effort).
 //! - Claims the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a transaction that
@@ -323,7 +324,9 @@ impl OutboxRelay {
                 drop(guard);
                 match drained {
                     Ok(drained) => {
-                        fast = drained.error.is_none() && !drained.blocked;
+                        fast = drained.error.is_none()
+                            && !drained.blocked
+                            && !self.rows_wait_for_retry().await;
                         if broker_down && drained.published > 0 {
                             // The broker is back: retry the rows that failed while it was away
                             // now rather than when their back-off ends.
@@ -599,6 +602,18 @@ impl OutboxRelay {
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether a failed row waits for its retry: the claim skips it until then, so the fast
+    /// path must wait too (it would publish a newer row of its key first). On a database error
+    /// the answer is yes, which keeps the fast path off.
+    async fn rows_wait_for_retry(&self) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL AND retry_at IS NOT NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or(true)
     }
 
     /// Makes every row waiting for a retry due at once.
