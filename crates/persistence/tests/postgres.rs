@@ -257,6 +257,8 @@ enum Behaviour {
     HangAfterPublish(Arc<Notify>),
     /// The first attempt of every id in the set fails without publishing.
     FailFirst(Mutex<HashSet<Uuid>>),
+    /// The first N attempts of each id in the map fail without publishing.
+    FailTimes(Mutex<HashMap<Uuid, usize>>),
 }
 
 #[async_trait]
@@ -292,6 +294,27 @@ impl Transport for Wrapped {
                 let mut out = Vec::with_capacity(envelopes.len());
                 for env in envelopes {
                     if doomed.lock().unwrap().remove(&env.id) {
+                        out.push(Err(messaging::Error::Publish {
+                            subject: env.subject.clone(),
+                            reason: "injected".into(),
+                        }));
+                    } else {
+                        out.push(self.inner.publish(env).await);
+                    }
+                }
+                out
+            }
+            Behaviour::FailTimes(left) => {
+                let mut out = Vec::with_capacity(envelopes.len());
+                for env in envelopes {
+                    let fail = match left.lock().unwrap().get_mut(&env.id) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            true
+                        }
+                        _ => false,
+                    };
+                    if fail {
                         out.push(Err(messaging::Error::Publish {
                             subject: env.subject.clone(),
                             reason: "injected".into(),
@@ -1291,6 +1314,62 @@ async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     wait_until_sent(&db.pool, Duration::from_secs(5)).await;
     shutdown.cancel();
     task.await.unwrap();
+}
+
+/// A row waiting for its retry holds back the newer rows of its key even when the fast path
+/// could publish them: a clean claim (which skips rows not yet due) must not turn the fast
+/// path back on while such a row exists.
+#[tokio::test]
+async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
+    let db = Db::new("ob_retry_fast").await;
+    let memory = Memory::new("r");
+    let first = ping("r", "k", 1);
+    let flaky = Wrapped {
+        inner: Arc::new(memory.clone()),
+        // Fails on the fast path and on the claim that follows: then it waits for its retry.
+        behaviour: Behaviour::FailTimes(Mutex::new(HashMap::from([(first.id, 2)]))),
+    };
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        retry_initial: Duration::from_millis(1500),
+        retry_max: Duration::from_millis(1500),
+        ..quick()
+    };
+    let relay = Arc::new(OutboxRelay::new(db.pool.clone(), Arc::new(flaky), config));
+    let shutdown = CancellationToken::new();
+    let task = spawn_relay(relay, &shutdown);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    commit(&db.pool, &[first.clone()]).await;
+    eventually(Duration::from_secs(5), "the row failed twice", || async {
+        let attempts: i64 = db
+            .count("SELECT coalesce(max(attempts), 0)::int8 FROM outbox WHERE key = 'k'")
+            .await;
+        (attempts >= 1).then_some(())
+    })
+    .await;
+    // Another key's row: its notification makes the relay claim, and that claim is clean
+    // (the failed row is not due yet).
+    commit(&db.pool, &[ping("r", "other", 1)]).await;
+    eventually(Duration::from_secs(5), "the other key published", || async {
+        (memory.published().len() == 1).then_some(())
+    })
+    .await;
+    for seq in 2..=4 {
+        commit(&db.pool, &[ping("r", "k", seq)]).await;
+    }
+    wait_until_sent(&db.pool, Duration::from_secs(10)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+
+    let of_k: Vec<u64> = memory
+        .published()
+        .iter()
+        .map(|e| e.decode::<Ping>().unwrap())
+        .filter(|p| p.key == "k")
+        .map(|p| p.seq)
+        .collect();
+    assert_eq!(of_k, vec![1, 2, 3, 4], "key order kept behind the retried row");
 }
 
 #[tokio::test]
