@@ -1351,9 +1351,11 @@ async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
     // Another key's row: its notification makes the relay claim, and that claim is clean
     // (the failed row is not due yet).
     commit(&db.pool, &[ping("r", "other", 1)]).await;
-    eventually(Duration::from_secs(5), "the other key published", || async {
-        (memory.published().len() == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the other key published",
+        || async { (memory.published().len() == 1).then_some(()) },
+    )
     .await;
     for seq in 2..=4 {
         commit(&db.pool, &[ping("r", "k", seq)]).await;
@@ -1369,7 +1371,11 @@ async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
         .filter(|p| p.key == "k")
         .map(|p| p.seq)
         .collect();
-    assert_eq!(of_k, vec![1, 2, 3, 4], "key order kept behind the retried row");
+    assert_eq!(
+        of_k,
+        vec![1, 2, 3, 4],
+        "key order kept behind the retried row"
+    );
 }
 
 #[tokio::test]
