@@ -1340,7 +1340,7 @@ async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
     let task = spawn_relay(relay, &shutdown);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    commit(&db.pool, &[first.clone()]).await;
+    commit(&db.pool, std::slice::from_ref(&first)).await;
     eventually(Duration::from_secs(5), "the row failed twice", || async {
         let attempts: i64 = db
             .count("SELECT coalesce(max(attempts), 0)::int8 FROM outbox WHERE key = 'k'")
