@@ -4,35 +4,12 @@
 
 use std::time::Duration;
 
-use platform::Module;
 use platform::testing::TestApp;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn modules() -> Vec<Box<dyn Module>> {
-    vec![
-        Box::new(baskets::BasketsModule::new()),
-        Box::new(customers::CustomersModule::new()),
-        Box::new(depot::DepotModule::new()),
-        Box::new(notifications::NotificationsModule::default()),
-        Box::new(ordering::OrderingModule::new()),
-        Box::new(payments::PaymentsModule::new()),
-        Box::new(stores::StoresModule::new()),
-        Box::new(order_saga::OrderSagaModule::default()),
-        Box::new(search::SearchModule::default()),
-    ]
-}
-
-async fn create(app: &TestApp, path: &str, body: Value) -> String {
-    let (status, reply) = app.post(path, body).await;
-    assert_eq!(status, StatusCode::OK, "POST {path}: {reply}");
-    reply["id"].as_str().expect("an id").to_owned()
-}
-
-async fn put(app: &TestApp, path: &str, body: Value) {
-    let (status, reply) = app.put(path, body).await;
-    assert_eq!(status, StatusCode::OK, "PUT {path}: {reply}");
-}
+mod common;
+use common::{create, modules, put};
 
 /// Runs one checkout to an approved order; returns the order id.
 async fn checkout(app: &TestApp) -> String {

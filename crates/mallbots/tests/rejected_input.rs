@@ -12,25 +12,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use platform::Module;
 use platform::testing::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 
-fn modules() -> Vec<Box<dyn Module>> {
-    vec![
-        Box::new(baskets::BasketsModule::new()),
-        Box::new(customers::CustomersModule::new()),
-        Box::new(depot::DepotModule::new()),
-        Box::new(notifications::NotificationsModule::default()),
-        Box::new(ordering::OrderingModule::new()),
-        Box::new(payments::PaymentsModule::new()),
-        Box::new(stores::StoresModule::new()),
-        Box::new(order_saga::OrderSagaModule::default()),
-        Box::new(search::SearchModule::default()),
-    ]
-}
+mod common;
+use common::{create, modules};
 
 /// The schemas of the monolith's modules (docs/SERVICES.md).
 const SCHEMAS: &[&str] = &[
@@ -116,12 +104,6 @@ async fn quiet_state(
         }
         assert!(Instant::now() < deadline, "the system never went quiet");
     }
-}
-
-async fn create(app: &TestApp, path: &str, body: Value) -> String {
-    let (status, reply) = app.post(path, body).await;
-    assert_eq!(status, StatusCode::OK, "POST {path}: {reply}");
-    reply["id"].as_str().expect("an id").to_owned()
 }
 
 /// A store, a product, a customer, a basket holding the product, a payment, a shopping list,

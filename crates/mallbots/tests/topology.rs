@@ -13,8 +13,11 @@ use messaging::memory::Memory;
 use messaging::{
     CancellationToken, ConsumerHandle, Envelope, ResponderFn, Subscription, Transport,
 };
-use platform::{Module, ModuleContext};
+use platform::ModuleContext;
 use tokio::task::JoinHandle;
+
+mod common;
+use common::modules;
 
 /// The in-memory transport, noting the consumers and responders started on it.
 struct Recorder {
@@ -72,20 +75,6 @@ impl Transport for Recorder {
     fn is_connected(&self) -> bool {
         self.inner.is_connected()
     }
-}
-
-fn modules() -> Vec<Box<dyn Module>> {
-    vec![
-        Box::new(baskets::BasketsModule::new()),
-        Box::new(customers::CustomersModule::new()),
-        Box::new(depot::DepotModule::new()),
-        Box::new(notifications::NotificationsModule::default()),
-        Box::new(ordering::OrderingModule::new()),
-        Box::new(payments::PaymentsModule::new()),
-        Box::new(stores::StoresModule::new()),
-        Box::new(order_saga::OrderSagaModule::default()),
-        Box::new(search::SearchModule::default()),
-    ]
 }
 
 #[tokio::test]
