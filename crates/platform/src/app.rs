@@ -195,6 +195,10 @@ impl App {
             }
         }
 
+        tasks.spawn(telemetry::run_metrics_upkeep(
+            telemetry::METRICS_UPKEEP_INTERVAL,
+            shutdown.clone(),
+        ));
         tasks.spawn(telemetry::report_broker_metrics(
             jetstream.clone(),
             readiness.clone(),
