@@ -52,7 +52,7 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         attempt,
         trace_id = %env.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
     );
-    crate::tracecontext::adopt(&span, env.trace_parent());
+    crate::tracecontext::adopt(&span, || env.trace_parent());
     let ctx = MessageContext {
         envelope: env.clone(),
         attempt,

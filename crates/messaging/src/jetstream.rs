@@ -554,7 +554,7 @@ fn publish_span(envelope: &Envelope) -> tracing::Span {
         messaging.message.name = %envelope.name,
         messaging.destination.name = %envelope.subject,
     );
-    crate::tracecontext::adopt(&span, envelope.trace_parent());
+    crate::tracecontext::adopt(&span, || envelope.trace_parent());
     span
 }
 
