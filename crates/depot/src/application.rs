@@ -174,8 +174,34 @@ impl Depot {
         items: Vec<RequestedItem>,
     ) -> Result<Prepared, AppError> {
         check_request(order_id, &items)?;
-        let mut stores: HashMap<String, StoreInfo> = HashMap::new();
-        let mut products: HashMap<String, ProductInfo> = HashMap::new();
+        // Everything the cache knows, in two queries on one connection; only misses are
+        // looked up one by one (cache, then the stores service).
+        let (mut stores, mut products) = {
+            let known = |id: &&str| !id.trim().is_empty();
+            let store_ids: Vec<&str> = items
+                .iter()
+                .map(|i| i.store_id.as_str())
+                .filter(known)
+                .collect();
+            let product_ids: Vec<&str> = items
+                .iter()
+                .map(|i| i.product_id.as_str())
+                .filter(known)
+                .collect();
+            let mut conn = self.pool.acquire().await?;
+            let stores: HashMap<String, StoreInfo> = postgres::cached_stores(&mut conn, &store_ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect();
+            let products: HashMap<String, ProductInfo> =
+                postgres::cached_products(&mut conn, &product_ids)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.id.clone(), p))
+                    .collect();
+            (stores, products)
+        };
         let mut fetched_stores = Vec::new();
         let mut fetched_products = Vec::new();
         let mut planned = Vec::with_capacity(items.len());

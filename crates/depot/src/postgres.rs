@@ -140,6 +140,38 @@ pub async fn cached_product(
     Ok(row.map(|(id, store_id, name)| ProductInfo { id, store_id, name }))
 }
 
+/// The cached stores among `ids`, by id: one query for a whole list instead of one per item.
+pub async fn cached_stores(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<StoreInfo>, StorageError> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, name, location FROM stores_cache WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, location)| StoreInfo { id, name, location })
+        .collect())
+}
+
+/// The cached products among `ids` (see [`cached_stores`]).
+pub async fn cached_products(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<ProductInfo>, StorageError> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, store_id, name FROM products_cache WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, store_id, name)| ProductInfo { id, store_id, name })
+        .collect())
+}
+
 /// Caches a store unless it is there already: a row filled by a lookup is newer than a
 /// StoreCreated event arriving late, and renames come as their own events.
 pub async fn add_store(conn: &mut PgConnection, store: &StoreInfo) -> Result<(), StorageError> {

@@ -5,7 +5,6 @@
 //! a transaction open across the network, then writes the answers to the caches and the order
 //! row together.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use contracts::customers::v1::GetCustomer;
@@ -241,10 +240,34 @@ impl Indexer {
         });
         let mut learnt = Learnt::default();
         let customer_name = self.customer_name(&event.customer_id, &mut learnt).await?;
+        // What the cache knows about the order's products and stores, in two queries on one
+        // connection; only misses are looked up one by one (cache, then the stores service).
+        let (cached_products, mut stores) = {
+            let known = |id: &&str| !id.trim().is_empty();
+            let product_ids: Vec<&str> = event
+                .items
+                .iter()
+                .map(|l| l.product_id.as_str())
+                .filter(known)
+                .collect();
+            let mut conn = self.pool.acquire().await?;
+            let products = postgres::products(&mut *conn, &product_ids).await?;
+            let store_ids: Vec<&str> = event
+                .items
+                .iter()
+                .map(|l| l.store_id.as_str())
+                .chain(products.values().map(|(store_id, _)| store_id.as_str()))
+                .filter(known)
+                .collect();
+            let stores = postgres::store_names(&mut *conn, &store_ids).await?;
+            (products, stores)
+        };
         let mut items = Vec::with_capacity(event.items.len());
-        let mut stores: HashMap<String, String> = HashMap::new();
         for line in &event.items {
-            let (product_store, product_name) = self.product(&line.product_id, &mut learnt).await?;
+            let (product_store, product_name) = match cached_products.get(&line.product_id) {
+                Some(found) => found.clone(),
+                None => self.product(&line.product_id, &mut learnt).await?,
+            };
             // The order's own store id is authoritative; the product's is the fallback.
             let store_id = if line.store_id.trim().is_empty() {
                 product_store

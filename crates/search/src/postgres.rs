@@ -5,6 +5,8 @@
 //! Duplicate-tolerant inserts use `ON CONFLICT DO NOTHING`: the original caught the unique
 //! violation inside the transaction, which aborts it in PostgreSQL (weakness C4).
 
+use std::collections::HashMap;
+
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
@@ -105,6 +107,34 @@ pub async fn remove_product(conn: &mut PgConnection, id: &str) -> sqlx::Result<(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The cached products among `ids`: id → (store id, name). One query for a whole order.
+pub async fn products<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[&str],
+) -> sqlx::Result<HashMap<String, (String, String)>> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, store_id, name FROM products_cache WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, store_id, name)| (id, (store_id, name)))
+        .collect())
+}
+
+/// The cached stores' names among `ids`: id → name.
+pub async fn store_names<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[&str],
+) -> sqlx::Result<HashMap<String, String>> {
+    sqlx::query_as("SELECT id, name FROM stores_cache WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+        .map(|rows: Vec<(String, String)>| rows.into_iter().collect())
 }
 
 /// A cached product's (store id, name).
