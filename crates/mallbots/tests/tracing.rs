@@ -159,6 +159,11 @@ async fn one_checkout_is_one_trace() {
                     .any(|s| s.name == "PUT /api/baskets/{id}/checkout"),
             ),
             ("ordering handles the checkout", handled("ordering-baskets")),
+            (
+                // The field log lines inside a handler carry, for finding them by trace.
+                "a handler span names its trace id",
+                has("handle message", "trace_id", &trace_id.to_string()),
+            ),
             ("the saga handles OrderCreated", handled("cosec-ordering")),
             ("the saga handles replies", handled("cosec-replies")),
             (

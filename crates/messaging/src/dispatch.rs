@@ -50,9 +50,16 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
         messaging.destination.name = %env.subject,
         messaging.consumer.group.name = %sub.durable,
         attempt,
-        trace_id = %env.trace_parent().map(|t| t.trace_id_hex()).unwrap_or_default(),
+        trace_id = tracing::field::Empty,
     );
-    crate::tracecontext::adopt(&span, || env.trace_parent());
+    // Parsed once, and only for a span something listens to (logs or traces).
+    if !span.is_disabled() {
+        let parent = env.trace_parent();
+        if let Some(parent) = &parent {
+            span.record("trace_id", tracing::field::display(parent.trace_id_hex()));
+        }
+        crate::tracecontext::adopt(&span, || parent);
+    }
     let ctx = MessageContext {
         envelope: env.clone(),
         attempt,
