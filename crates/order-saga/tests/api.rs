@@ -443,3 +443,33 @@ async fn a_failed_compensation_leaves_the_saga_visibly_stuck() {
     );
     assert!(app.dead_letters().is_empty(), "{:?}", app.dead_letters());
 }
+
+#[tokio::test]
+async fn a_reply_to_no_command_of_the_saga_is_acknowledged_and_changes_nothing() {
+    let app = TestApp::spawn("cosec_stray", vec![Box::new(OrderSagaModule::default())]).await;
+    let pool = sqlx::PgPool::connect(app.db.url()).await.unwrap();
+    // A reply whose cause is no command the saga sent, and one that names no cause at all.
+    let stray = Envelope::new(app.bus.subject(contracts::CREATE_ORDER_REPLIES), &Empty {})
+        .with_header(
+            messaging::header::CAUSATION_ID,
+            uuid::Uuid::now_v7().to_string(),
+        )
+        .with_header(messaging::header::REPLY_OUTCOME, Outcome::Success.as_str());
+    let causeless = Envelope::new(app.bus.subject(contracts::CREATE_ORDER_REPLIES), &Empty {})
+        .with_header(messaging::header::REPLY_OUTCOME, Outcome::Success.as_str());
+    for env in [&stray, &causeless] {
+        app.bus.publish(env).await.expect("reply published");
+    }
+    testkit::eventually(WAIT, "both replies handled", || async {
+        let handled = count(
+            &pool,
+            "SELECT count(*) FROM cosec.inbox WHERE consumer = 'cosec-replies'",
+        )
+        .await;
+        (handled == 2).then_some(())
+    })
+    .await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM cosec.sagas").await, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM cosec.outbox").await, 0);
+    assert!(app.dead_letters().is_empty(), "{:?}", app.dead_letters());
+}

@@ -107,33 +107,44 @@ pub async fn load<D: DeserializeOwned>(
     saga_type: &str,
     id: &str,
 ) -> Result<Option<Saga<D>>> {
-    type Row = (
-        i64,
-        i32,
-        bool,
-        bool,
-        Json<serde_json::Value>,
-        Option<OffsetDateTime>,
-        Option<String>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT version, step, compensating, done, data, deadline, stuck_reason
+    let row: Option<SagaRow> = sqlx::query_as(
+        "SELECT id, version, step, compensating, done, data, deadline, stuck_reason
          FROM sagas WHERE saga_type = $1 AND id = $2",
     )
     .bind(saga_type)
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    let Some((version, step, compensating, done, Json(data), deadline, stuck_reason)) = row else {
-        return Ok(None);
-    };
+    row.map(|row| decode(saga_type, row)).transpose()
+}
+
+/// The columns of `sagas` that [`decode`] reads, in its order, for callers that find an
+/// instance through a join of their own (one statement instead of a look-up and a load).
+pub const SAGA_COLUMNS: &str =
+    "id, version, step, compensating, done, data, deadline, stuck_reason";
+
+/// One row of [`SAGA_COLUMNS`].
+pub type SagaRow = (
+    String,
+    i64,
+    i32,
+    bool,
+    bool,
+    Json<serde_json::Value>,
+    Option<OffsetDateTime>,
+    Option<String>,
+);
+
+/// The instance of type `saga_type` a [`SAGA_COLUMNS`] row holds.
+pub fn decode<D: DeserializeOwned>(saga_type: &str, row: SagaRow) -> Result<Saga<D>> {
+    let (id, version, step, compensating, done, Json(data), deadline, stuck_reason) = row;
     let data = serde_json::from_value(data).map_err(|e| Error::SagaData {
-        saga: saga_name(saga_type, id),
+        saga: saga_name(saga_type, &id),
         reason: e.to_string(),
     })?;
-    Ok(Some(Saga {
+    Ok(Saga {
         saga_type: saga_type.to_owned(),
-        id: id.to_owned(),
+        id,
         version,
         step,
         compensating,
@@ -141,7 +152,7 @@ pub async fn load<D: DeserializeOwned>(
         data,
         deadline,
         stuck_reason,
-    }))
+    })
 }
 
 /// Writes the instance if its stored version is still `saga.version`, then bumps the version.

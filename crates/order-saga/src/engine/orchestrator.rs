@@ -258,11 +258,27 @@ impl<D: SagaData> Orchestrator<D> {
         let command_id = reply
             .causation_id()
             .and_then(|id| uuid::Uuid::parse_str(id).ok());
-        let saga_id = match command_id {
-            Some(command_id) => postgres::saga_of(&mut tx, definition.name(), command_id).await?,
+        let found = match command_id {
+            Some(command_id) => {
+                postgres::saga_of_command::<Record<D>>(&mut tx, definition.name(), command_id)
+                    .await?
+            }
             None => None,
         };
-        let Some(saga_id) = saga_id else {
+        let Some(saga) = found else {
+            // Rare: a reply to no command of ours, or to one whose saga is gone.
+            let owner = match command_id {
+                Some(command_id) => {
+                    postgres::saga_of(&mut tx, definition.name(), command_id).await?
+                }
+                None => None,
+            };
+            if let Some(saga_id) = owner {
+                return Err(EngineError::Inconsistent(format!(
+                    "command {} belongs to saga {saga_id}, which does not exist",
+                    reply.causation_id().unwrap_or("")
+                )));
+            }
             tx.commit().await?;
             tracing::warn!(
                 saga = definition.name(),
@@ -273,14 +289,7 @@ impl<D: SagaData> Orchestrator<D> {
             );
             return Ok(());
         };
-        let saga = saga::load::<Record<D>>(&mut tx, definition.name(), &saga_id)
-            .await?
-            .ok_or_else(|| {
-                EngineError::Inconsistent(format!(
-                    "command {} belongs to saga {saga_id}, which does not exist",
-                    reply.causation_id().unwrap_or("")
-                ))
-            })?;
+        let saga_id = saga.id.clone();
         let now = OffsetDateTime::now_utc();
         let mut decision = decision::on_reply(definition, saga, reply, &self.context(now));
         if let Effect::Ignored { reason } = &decision.effect {

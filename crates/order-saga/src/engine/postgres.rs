@@ -2,6 +2,10 @@
 //! transaction as the saga row and the outbox row. Replies are matched through it (their
 //! `Causation-Id` is a command id), and it is the saga's visible history.
 
+use std::sync::LazyLock;
+
+use persistence::saga::{self, Saga};
+use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -61,6 +65,29 @@ pub async fn saga_of(
         .bind(saga_type)
         .fetch_optional(conn)
         .await
+}
+
+/// The instance of `saga_type` that sent `command_id`, found and loaded in one statement (a
+/// reply's hot path). `None` when there is no such command or its saga is missing; [`saga_of`]
+/// tells the two apart.
+pub async fn saga_of_command<D: DeserializeOwned>(
+    conn: &mut PgConnection,
+    saga_type: &str,
+    command_id: Uuid,
+) -> persistence::Result<Option<Saga<D>>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM sagas WHERE saga_type = $2 AND id = (
+                 SELECT saga_id FROM saga_commands WHERE command_id = $1 AND saga_type = $2)",
+            saga::SAGA_COLUMNS
+        )
+    });
+    let row: Option<saga::SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(command_id)
+        .bind(saga_type)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| saga::decode(saga_type, row)).transpose()
 }
 
 /// Records how `command_id` was answered (a late reply after a timeout overwrites
