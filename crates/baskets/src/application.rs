@@ -147,8 +147,7 @@ impl Baskets {
     async fn try_add_item(&self, id: &str, product_id: &str, quantity: i32) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;
         let mut basket = self.events.load::<Basket>(&mut tx, id).await?;
-        let product = self.product(&mut tx, product_id).await?;
-        let store = self.store(&mut tx, &product.store_id).await?;
+        let (product, store) = self.product_and_store(&mut tx, product_id).await?;
         let events = basket.state.add_item(&store, &product, quantity)?;
         self.events.save(&mut tx, &mut basket, &events).await?;
         tx.commit().await?;
@@ -207,6 +206,28 @@ impl Baskets {
         outbox::enqueue(&mut tx, &[self.bus.event(&checked_out)]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The product and its store: from the cache in one statement when it holds both, else as
+    /// [`product`](Self::product) and then [`store`](Self::store) find them.
+    async fn product_and_store(
+        &self,
+        conn: &mut PgConnection,
+        product_id: &str,
+    ) -> Result<(Product, Store), Error> {
+        if !product_id.trim().is_empty()
+            && let Some((product, Some(store_name))) =
+                postgres::find_product_with_store(conn, product_id).await?
+        {
+            let store = Store {
+                id: product.store_id.clone(),
+                name: store_name,
+            };
+            return Ok((product, store));
+        }
+        let product = self.product(conn, product_id).await?;
+        let store = self.store(conn, &product.store_id).await?;
+        Ok((product, store))
     }
 
     /// The product from the cache, else from the stores service (cached in this transaction).

@@ -24,6 +24,33 @@ pub async fn find_product(conn: &mut PgConnection, id: &str) -> sqlx::Result<Opt
     }))
 }
 
+/// The cached product `id` with its store's name when the store is cached too: the look-ups
+/// of adding an item in one statement.
+pub async fn find_product_with_store(
+    conn: &mut PgConnection,
+    id: &str,
+) -> sqlx::Result<Option<(Product, Option<String>)>> {
+    let row: Option<(String, String, String, f64, Option<String>)> = sqlx::query_as(
+        "SELECT p.id, p.store_id, p.name, p.price, s.name
+         FROM products_cache p LEFT JOIN stores_cache s ON s.id = p.store_id
+         WHERE p.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(id, store_id, name, price, store_name)| {
+        (
+            Product {
+                id,
+                store_id,
+                name,
+                price,
+            },
+            store_name,
+        )
+    }))
+}
+
 /// The cached store `id`, if any.
 pub async fn find_store(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Store>> {
     let row: Option<(String, String)> =
