@@ -1310,8 +1310,13 @@ async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     )
     .await;
     assert_eq!(memory.published()[40].id, foreign.id);
-    assert_eq!(stats.snapshot().batches, 1, "one claim published it");
+    // The claim counts its batch after publishing, marking and committing it.
+    eventually(Duration::from_secs(5), "the claim counted", || async {
+        (stats.snapshot().batches >= 1).then_some(())
+    })
+    .await;
     wait_until_sent(&db.pool, Duration::from_secs(5)).await;
+    assert_eq!(stats.snapshot().batches, 1, "one claim published it");
     shutdown.cancel();
     task.await.unwrap();
 }
