@@ -175,7 +175,7 @@ impl Depot {
     ) -> Result<Prepared, AppError> {
         check_request(order_id, &items)?;
         // Everything the cache knows, in two queries on one connection; only misses are
-        // looked up one by one (cache, then the stores service).
+        // asked of the stores service, one by one.
         let (mut stores, mut products) = {
             let known = |id: &&str| !id.trim().is_empty();
             let store_ids: Vec<&str> = items
@@ -209,10 +209,8 @@ impl Depot {
             let store = match stores.get(&item.store_id) {
                 Some(store) => store.clone(),
                 None => {
-                    let (store, fetched) = self.store(&item.store_id).await?;
-                    if fetched {
-                        fetched_stores.push(store.clone());
-                    }
+                    let store = self.fetch_store(&item.store_id).await?;
+                    fetched_stores.push(store.clone());
                     stores.insert(store.id.clone(), store.clone());
                     store
                 }
@@ -220,10 +218,8 @@ impl Depot {
             let product = match products.get(&item.product_id) {
                 Some(product) => product.clone(),
                 None => {
-                    let (product, fetched) = self.product(&item.product_id).await?;
-                    if fetched {
-                        fetched_products.push(product.clone());
-                    }
+                    let product = self.fetch_product(&item.product_id).await?;
+                    fetched_products.push(product.clone());
                     products.insert(product.id.clone(), product.clone());
                     product
                 }
@@ -243,17 +239,12 @@ impl Depot {
         })
     }
 
-    /// Store `id` from the cache or the stores service; `true` when it was fetched.
-    async fn store(&self, id: &str) -> Result<(StoreInfo, bool), AppError> {
+    /// Store `id` from the stores service (the cache did not have it).
+    async fn fetch_store(&self, id: &str) -> Result<StoreInfo, AppError> {
         let not_found = || LookupError::StoreNotFound { id: id.to_owned() };
         if id.trim().is_empty() {
             return Err(not_found().into());
         }
-        let mut conn = self.pool.acquire().await?;
-        if let Some(store) = postgres::cached_store(&mut conn, id).await? {
-            return Ok((store, false));
-        }
-        drop(conn);
         let answer = self
             .bus
             .query(&GetStore { id: id.to_owned() }, self.lookup_timeout)
@@ -263,27 +254,19 @@ impl Depot {
                 source,
             })?;
         let store = answer.store.ok_or_else(not_found)?;
-        Ok((
-            StoreInfo {
-                id: id.to_owned(),
-                name: store.name,
-                location: store.location,
-            },
-            true,
-        ))
+        Ok(StoreInfo {
+            id: id.to_owned(),
+            name: store.name,
+            location: store.location,
+        })
     }
 
-    /// Product `id` from the cache or the stores service; `true` when it was fetched.
-    async fn product(&self, id: &str) -> Result<(ProductInfo, bool), AppError> {
+    /// Product `id` from the stores service (the cache did not have it).
+    async fn fetch_product(&self, id: &str) -> Result<ProductInfo, AppError> {
         let not_found = || LookupError::ProductNotFound { id: id.to_owned() };
         if id.trim().is_empty() {
             return Err(not_found().into());
         }
-        let mut conn = self.pool.acquire().await?;
-        if let Some(product) = postgres::cached_product(&mut conn, id).await? {
-            return Ok((product, false));
-        }
-        drop(conn);
         let answer = self
             .bus
             .query(&GetProduct { id: id.to_owned() }, self.lookup_timeout)
@@ -293,14 +276,11 @@ impl Depot {
                 source,
             })?;
         let product = answer.product.ok_or_else(not_found)?;
-        Ok((
-            ProductInfo {
-                id: id.to_owned(),
-                store_id: product.store_id,
-                name: product.name,
-            },
-            true,
-        ))
+        Ok(ProductInfo {
+            id: id.to_owned(),
+            store_id: product.store_id,
+            name: product.name,
+        })
     }
 
     /// Saves a prepared list and caches what its lookups fetched, on the caller's connection.

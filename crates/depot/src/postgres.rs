@@ -114,32 +114,6 @@ pub async fn update_list(conn: &mut PgConnection, list: &ShoppingList) -> Result
     Ok(())
 }
 
-/// The cached store `id`.
-pub async fn cached_store(
-    conn: &mut PgConnection,
-    id: &str,
-) -> Result<Option<StoreInfo>, StorageError> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT id, name, location FROM stores_cache WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(id, name, location)| StoreInfo { id, name, location }))
-}
-
-/// The cached product `id`.
-pub async fn cached_product(
-    conn: &mut PgConnection,
-    id: &str,
-) -> Result<Option<ProductInfo>, StorageError> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT id, store_id, name FROM products_cache WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(id, store_id, name)| ProductInfo { id, store_id, name }))
-}
-
 /// The cached stores among `ids`, by id: one query for a whole list instead of one per item.
 pub async fn cached_stores(
     conn: &mut PgConnection,

@@ -241,7 +241,8 @@ impl Indexer {
         let mut learnt = Learnt::default();
         let customer_name = self.customer_name(&event.customer_id, &mut learnt).await?;
         // What the cache knows about the order's products and stores, in two queries on one
-        // connection; only misses are looked up one by one (cache, then the stores service).
+        // connection. Missing products are asked of the stores service; a store not asked for
+        // here (the store of such a product) is looked up in the cache first, then asked.
         let (cached_products, mut stores) = {
             let known = |id: &&str| !id.trim().is_empty();
             let product_ids: Vec<&str> = event
@@ -388,16 +389,14 @@ impl Indexer {
         }
     }
 
-    /// The product's (store id, name): cache, else the stores service; empty when unknown.
+    /// The product's (store id, name) for one the cache did not have: from what this order
+    /// already learnt, else the stores service; empty when unknown.
     async fn product(&self, id: &str, learnt: &mut Learnt) -> Result<(String, String), AppError> {
         if id.trim().is_empty() {
             return Ok((String::new(), String::new()));
         }
         if let Some(found) = learnt.products.iter().find(|(p, _, _)| p == id) {
             return Ok((found.1.clone(), found.2.clone()));
-        }
-        if let Some(cached) = postgres::product(&self.pool, id).await? {
-            return Ok(cached);
         }
         let answer = self
             .ask(&GetProduct { id: id.to_owned() }, || {

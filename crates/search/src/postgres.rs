@@ -137,17 +137,6 @@ pub async fn store_names<'e>(
         .map(|rows: Vec<(String, String)>| rows.into_iter().collect())
 }
 
-/// A cached product's (store id, name).
-pub async fn product<'e>(
-    db: impl PgExecutor<'e>,
-    id: &str,
-) -> sqlx::Result<Option<(String, String)>> {
-    sqlx::query_as("SELECT store_id, name FROM products_cache WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-}
-
 /// Serialises every write about one order (indexing, status changes) until the transaction
 /// ends, so a status arriving while its order is being indexed cannot slip between "no row
 /// yet" and "row inserted" and be lost, whichever instance handles it.
