@@ -206,13 +206,27 @@ pub async fn run_metrics_upkeep(
     interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    every(interval, shutdown, || async { prometheus().run_upkeep() }).await;
+}
+
+/// Runs `work` now and then every `interval` until `shutdown`; a late run delays the next
+/// rather than bunching them up.
+async fn every<F, Fut>(
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => prometheus().run_upkeep(),
+            _ = tick.tick() => {}
         }
+        work().await;
     }
 }
 
@@ -233,42 +247,46 @@ pub async fn report_broker_metrics(
     interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let durables: Vec<String> = readiness
-            .consumers()
-            .iter()
-            .map(|c| c.durable.clone())
-            .collect();
-        for durable in &durables {
-            match jetstream.consumer_lag(durable).await {
-                Ok((pending, ack_pending)) => {
-                    metrics::gauge!("messaging_consumer_pending", "consumer" => durable.clone())
-                        .set(pending as f64);
-                    metrics::gauge!("messaging_consumer_ack_pending", "consumer" => durable.clone())
-                        .set(ack_pending as f64);
-                }
-                Err(e) => {
-                    tracing::debug!(consumer = %durable, error = %e, "consumer lag unavailable")
-                }
+    every(interval, shutdown, || {
+        let (jetstream, readiness) = (jetstream.clone(), readiness.clone());
+        async move { refresh_broker_metrics(&jetstream, &readiness).await }
+    })
+    .await;
+}
+
+/// One refresh of [`report_broker_metrics`].
+async fn refresh_broker_metrics(
+    jetstream: &messaging::jetstream::JetStream,
+    readiness: &crate::Readiness,
+) {
+    let durables: Vec<String> = readiness
+        .consumers()
+        .iter()
+        .map(|c| c.durable.clone())
+        .collect();
+    for durable in &durables {
+        match jetstream.consumer_lag(durable).await {
+            Ok((pending, ack_pending)) => {
+                metrics::gauge!("messaging_consumer_pending", "consumer" => durable.clone())
+                    .set(pending as f64);
+                metrics::gauge!("messaging_consumer_ack_pending", "consumer" => durable.clone())
+                    .set(ack_pending as f64);
+            }
+            Err(e) => {
+                tracing::debug!(consumer = %durable, error = %e, "consumer lag unavailable")
             }
         }
-        match jetstream.dead_letter_counts().await {
-            Ok(counts) => {
-                let mut names: std::collections::BTreeSet<&String> = durables.iter().collect();
-                names.extend(counts.keys());
-                for name in names {
-                    let depth = counts.get(name).copied().unwrap_or(0);
-                    metrics::gauge!("messaging_dead_letters", "consumer" => name.clone())
-                        .set(depth as f64);
-                }
+    }
+    match jetstream.dead_letter_counts().await {
+        Ok(counts) => {
+            let mut names: std::collections::BTreeSet<&String> = durables.iter().collect();
+            names.extend(counts.keys());
+            for name in names {
+                let depth = counts.get(name).copied().unwrap_or(0);
+                metrics::gauge!("messaging_dead_letters", "consumer" => name.clone())
+                    .set(depth as f64);
             }
-            Err(e) => tracing::debug!(error = %e, "dead-letter depths unavailable"),
         }
+        Err(e) => tracing::debug!(error = %e, "dead-letter depths unavailable"),
     }
 }
