@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 
 use persistence::saga::{self, Saga};
 use serde::de::DeserializeOwned;
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -39,19 +41,31 @@ pub async fn record(
     saga_id: &str,
     issued: &Issued,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO saga_commands (command_id, saga_type, saga_id, step, compensating, name)
          VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(issued.envelope.id)
-    .bind(saga_type)
-    .bind(saga_id)
-    .bind(issued.step)
-    .bind(issued.mode == Mode::Compensation)
-    .bind(&issued.envelope.name)
-    .execute(conn)
-    .await?;
+    );
+    bind_command(insert, saga_type, saga_id, issued)
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Binds the columns of a logged command — command_id, saga_type, saga_id, step,
+/// compensating, name, in that order — after what `query` has bound already.
+fn bind_command<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    saga_type: &'q str,
+    saga_id: &'q str,
+    issued: &'q Issued,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(issued.envelope.id)
+        .bind(saga_type)
+        .bind(saga_id)
+        .bind(issued.step)
+        .bind(issued.mode == Mode::Compensation)
+        .bind(&issued.envelope.name)
 }
 
 /// The saga that sent `command_id`, if one of `saga_type` did.
@@ -114,7 +128,7 @@ pub async fn settle_and_record(
     saga_id: &str,
     issued: &Issued,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    let statement = sqlx::query(
         "WITH settled AS (
              UPDATE saga_commands SET outcome = $2, settled_at = now() WHERE command_id = $1
          )
@@ -122,15 +136,10 @@ pub async fn settle_and_record(
          VALUES ($3, $4, $5, $6, $7, $8)",
     )
     .bind(command_id)
-    .bind(settlement.as_str())
-    .bind(issued.envelope.id)
-    .bind(saga_type)
-    .bind(saga_id)
-    .bind(issued.step)
-    .bind(issued.mode == Mode::Compensation)
-    .bind(&issued.envelope.name)
-    .execute(conn)
-    .await?;
+    .bind(settlement.as_str());
+    bind_command(statement, saga_type, saga_id, issued)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
