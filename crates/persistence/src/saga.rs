@@ -4,6 +4,8 @@
 //! step cannot both advance it (the loser's message is retried and sees the new state).
 //! Data is JSON so operators can read a stuck saga with plain SQL.
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
@@ -107,14 +109,14 @@ pub async fn load<D: DeserializeOwned>(
     saga_type: &str,
     id: &str,
 ) -> Result<Option<Saga<D>>> {
-    let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT id, version, step, compensating, done, data, deadline, stuck_reason
-         FROM sagas WHERE saga_type = $1 AND id = $2",
-    )
-    .bind(saga_type)
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_type = $1 AND id = $2")
+    });
+    let row: Option<SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(saga_type)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     row.map(|row| decode(saga_type, row)).transpose()
 }
 
