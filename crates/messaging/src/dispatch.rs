@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::envelope::{Envelope, header};
-use crate::subscription::{HandlerError, MessageContext, Subscription};
+use crate::subscription::{HandlerError, MessageContext, Route, Subscription};
 
 /// What to do with a delivered message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,15 +21,20 @@ pub(crate) enum Verdict {
     DeadLetter { reason: String },
 }
 
-/// Runs one attempt.
-pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32) -> Verdict {
+/// Runs one attempt through `route`, the handler registered for the envelope's name (if any).
+pub(crate) async fn attempt(
+    sub: &Subscription,
+    route: Option<&Route>,
+    env: Arc<Envelope>,
+    attempt: u32,
+) -> Verdict {
     let policy = &sub.policy;
     if attempt > policy.max_deliveries {
         return Verdict::DeadLetter {
             reason: format!("gave up after {} deliveries", policy.max_deliveries),
         };
     }
-    let Some(route) = sub.handlers.get(&env.name) else {
+    let Some(route) = route else {
         if sub.ignored.contains(&env.name) {
             return Verdict::Ack;
         }
@@ -76,9 +81,10 @@ pub(crate) async fn attempt(sub: &Subscription, env: Arc<Envelope>, attempt: u32
     // The handler runs inline (no task spawn per message: that hop cost ~30 % of throughput);
     // a panic is caught at this boundary and a timeout drops (cancels) the future, so a timed-out
     // handler never keeps running beside its own retry.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let guarded = std::panic::AssertUnwindSafe(fut.instrument(span.clone())).catch_unwind();
-    let result = match tokio::time::timeout(policy.handler_timeout, guarded).await {
+    let deadline = started + policy.handler_timeout;
+    let result = match tokio::time::timeout_at(deadline, guarded).await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(HandlerError::Retryable(format!(
             "handler panicked: {}",
@@ -128,10 +134,11 @@ where
     W: FnMut(Duration) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    let route = sub.handlers.get(&env.name);
     let mut n = first_attempt;
     loop {
-        let verdict = attempt(sub, env.clone(), n).await;
-        count(sub, &env, &verdict);
+        let verdict = attempt(sub, route, env.clone(), n).await;
+        count(sub, route, &env, &verdict);
         match verdict {
             Verdict::Retry { delay, .. } if sub.policy.ordered => {
                 wait(delay).await;
@@ -145,13 +152,13 @@ where
 /// Counts each attempt's outcome per consumer and message name (`messaging_received_total`):
 /// through the handler's registered handles, or by name for messages without a handler (skipped
 /// or dead-lettered unknown names, rare by nature).
-fn count(sub: &Subscription, env: &Envelope, verdict: &Verdict) {
+fn count(sub: &Subscription, route: Option<&Route>, env: &Envelope, verdict: &Verdict) {
     let outcome = match verdict {
         Verdict::Ack => "acked",
         Verdict::Retry { .. } => "retried",
         Verdict::DeadLetter { .. } => "dead_lettered",
     };
-    match sub.handlers.get(&env.name) {
+    match route {
         Some(route) => match verdict {
             Verdict::Ack => route.metrics.acked.increment(1),
             Verdict::Retry { .. } => route.metrics.retried.increment(1),

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use async_nats::{HeaderMap, client::RequestErrorKind};
+use async_nats::{HeaderMap, HeaderName, client::RequestErrorKind};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -357,25 +358,24 @@ impl JetStream {
             (0..shards).map(|_| VecDeque::new()).collect();
         let mut busy = vec![false; shards];
         let mut running = FuturesUnordered::new();
+        // One waiter for the whole loop: a fresh `cancelled()` per message registered and
+        // removed a waiter under the token's lock each time.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let outcome = loop {
             tokio::select! {
                 biased;
                 Some(shard) = running.next(), if !running.is_empty() => {
-                    let shard: usize = shard;
-                    match queues[shard].pop_front() {
-                        Some(next) => running.push(self.settle_one(sub, status, next, shard)),
-                        None => busy[shard] = false,
-                    }
+                    busy[shard] = self.start_queued(sub, status, &mut queues[shard], shard, &mut running).await;
                 }
-                _ = shutdown.cancelled() => break Ok(()),
+                _ = &mut cancelled => break Ok(()),
                 next = messages.next() => match next {
                     Some(Ok(msg)) => {
                         let shard = shard_for(&msg, shards);
                         if busy[shard] {
                             queues[shard].push_back(msg);
                         } else {
-                            busy[shard] = true;
-                            running.push(self.settle_one(sub, status, msg, shard));
+                            busy[shard] = self.start(sub, status, msg, shard, &mut running).await;
                         }
                     }
                     Some(Err(e)) => break Err(format!("consumer {} failed: {e}", sub.durable)),
@@ -386,11 +386,48 @@ impl JetStream {
         // Stop fetching; finish (and acknowledge) what was already handed to us.
         drop(messages);
         while let Some(shard) = running.next().await {
-            if let Some(next) = queues[shard].pop_front() {
-                running.push(self.settle_one(sub, status, next, shard));
-            }
+            self.start_queued(sub, status, &mut queues[shard], shard, &mut running)
+                .await;
         }
         outcome
+    }
+
+    /// Starts handling `msg` on its (idle) shard. A message whose handling never has to wait
+    /// (a handler that answers from memory, an ack that fits the connection's buffer) is
+    /// settled right here, without the task node and wake-up of `running`; one that waits is
+    /// handed to `running`. Returns whether the shard is now busy.
+    async fn start<'a>(
+        &'a self,
+        sub: &'a Subscription,
+        status: &'a ConsumerStatus,
+        msg: jetstream::Message,
+        shard: usize,
+        running: &mut FuturesUnordered<BoxFuture<'a, usize>>,
+    ) -> bool {
+        let mut settling = self.settle_one(sub, status, msg, shard).boxed();
+        if futures_util::poll!(settling.as_mut()).is_ready() {
+            return false;
+        }
+        running.push(settling);
+        true
+    }
+
+    /// Starts the queued messages of a shard that just became idle, in order, until one has to
+    /// wait. Returns whether the shard is busy again.
+    async fn start_queued<'a>(
+        &'a self,
+        sub: &'a Subscription,
+        status: &'a ConsumerStatus,
+        queue: &mut VecDeque<jetstream::Message>,
+        shard: usize,
+        running: &mut FuturesUnordered<BoxFuture<'a, usize>>,
+    ) -> bool {
+        while let Some(next) = queue.pop_front() {
+            if self.start(sub, status, next, shard, running).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// Handles one message to a final verdict and acknowledges it; returns its shard.
@@ -401,7 +438,7 @@ impl JetStream {
         msg: jetstream::Message,
         shard: usize,
     ) -> usize {
-        let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+        let attempt = msg.reply.as_deref().and_then(delivery_count).unwrap_or(1);
         let (env, malformed) = envelope_from(&msg.message);
         let env = Arc::new(env);
         let (verdict, attempts) = match malformed {
@@ -440,12 +477,46 @@ impl JetStream {
     }
 }
 
+/// How often the broker has delivered a message (1 for the first time), from its ack subject:
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.…` (7 tokens after the prefix), or with a domain and
+/// an account hash before the stream (9 or more). Only this one number is parsed; async-nats'
+/// `Message::info` parses every token, timestamps included, for each message.
+fn delivery_count(reply: &str) -> Option<u32> {
+    let mut tokens = reply.strip_prefix("$JS.ACK.")?.split('.');
+    let mut head: [&str; 5] = [""; 5];
+    let mut n = 0;
+    for token in tokens.by_ref().take(5) {
+        head[n] = token;
+        n += 1;
+    }
+    let total = n + tokens.count();
+    let delivered = match total {
+        7 => head[2],
+        t if t >= 9 => head[4],
+        _ => return None,
+    };
+    delivered.parse::<u32>().ok().map(|d| d.max(1))
+}
+
+/// Header names used on every message, built once: looking a `&str` up in (or inserting it
+/// into) a NATS header map allocates a name each time.
+static KEY_HEADER: HeaderName = HeaderName::from_static(header::KEY);
+static MSG_ID_HEADER: HeaderName = HeaderName::from_static(header::NATS_MSG_ID);
+static NAME_HEADER: HeaderName = HeaderName::from_static(header::NAME);
+static SENT_AT_HEADER: HeaderName = HeaderName::from_static(header::SENT_AT);
+static TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(header::TRACEPARENT);
+static CORRELATION_HEADER: HeaderName = HeaderName::from_static(header::CORRELATION_ID);
+static CAUSATION_HEADER: HeaderName = HeaderName::from_static(header::CAUSATION_ID);
+
 /// The shard of a received message: by its key, else by its id.
 fn shard_for(msg: &jetstream::Message, shards: usize) -> usize {
     let key = msg
         .headers
         .as_ref()
-        .and_then(|h| h.get(header::KEY).or_else(|| h.get(header::NATS_MSG_ID)))
+        .and_then(|h| {
+            h.get(KEY_HEADER.clone())
+                .or_else(|| h.get(MSG_ID_HEADER.clone()))
+        })
         .map(|v| v.as_str())
         .unwrap_or_default();
     dispatch::shard_of(key, shards)
@@ -476,7 +547,7 @@ pub(crate) fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<Stri
                 continue;
             };
             match key {
-                header::NATS_MSG_ID => id = Some(value.as_str().to_owned()),
+                header::NATS_MSG_ID => id = Some(value.as_str()),
                 header::NAME => name = Some(value.as_str().to_owned()),
                 _ => {
                     headers.insert(key.to_owned(), value.as_str().to_owned());
@@ -485,7 +556,7 @@ pub(crate) fn envelope_from(msg: &async_nats::Message) -> (Envelope, Option<Stri
         }
     }
     let mut problem = None;
-    let parsed_id = match id.as_deref().map(Uuid::parse_str) {
+    let parsed_id = match id.map(Uuid::parse_str) {
         Some(Ok(id)) => id,
         Some(Err(_)) => {
             problem = Some(format!("header {} is not a UUID", header::NATS_MSG_ID));
@@ -535,10 +606,21 @@ impl PublishCounters {
 
 fn headers_of(env: &Envelope) -> HeaderMap {
     let mut map = HeaderMap::new();
-    map.insert(header::NATS_MSG_ID, env.id.to_string().as_str());
-    map.insert(header::NAME, env.name.as_str());
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    map.insert(
+        MSG_ID_HEADER.clone(),
+        &*env.id.as_hyphenated().encode_lower(&mut id),
+    );
+    map.insert(NAME_HEADER.clone(), env.name.as_str());
     for (k, v) in &env.headers {
-        map.insert(k.as_str(), v.as_str());
+        match k.as_str() {
+            header::SENT_AT => map.insert(SENT_AT_HEADER.clone(), v.as_str()),
+            header::KEY => map.insert(KEY_HEADER.clone(), v.as_str()),
+            header::TRACEPARENT => map.insert(TRACEPARENT_HEADER.clone(), v.as_str()),
+            header::CORRELATION_ID => map.insert(CORRELATION_HEADER.clone(), v.as_str()),
+            header::CAUSATION_ID => map.insert(CAUSATION_HEADER.clone(), v.as_str()),
+            other => map.insert(other, v.as_str()),
+        }
     }
     map
 }
@@ -729,5 +811,38 @@ impl Transport for JetStream {
 
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivery_count;
+
+    #[test]
+    fn delivery_count_reads_both_ack_subject_formats() {
+        // <stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<timestamp>.<pending>
+        assert_eq!(
+            delivery_count("$JS.ACK.mallbots.orders-events.3.120.77.1764201600000000000.0"),
+            Some(3)
+        );
+        // <domain>.<account hash>.<stream>.<consumer>.<delivered>.… and a trailing random token
+        assert_eq!(
+            delivery_count(
+                "$JS.ACK.hub.ACC1.mallbots.orders-events.2.120.77.1764201600000000000.5.xyz"
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            delivery_count("$JS.ACK._.ACC1.mallbots.orders-events.1.1.1.1764201600000000000.0"),
+            Some(1)
+        );
+        for bad in [
+            "_INBOX.abc",
+            "$JS.ACK.too.few.1",
+            "$JS.ACK.s.c.x.1.1.1.0",
+            "$JS.ACK.s.c.1.1.1.1.0.extra",
+        ] {
+            assert_eq!(delivery_count(bad), None, "{bad}");
+        }
     }
 }

@@ -111,7 +111,12 @@ fn arbitrary_headers_and_payloads_never_reach_a_handler_unless_valid() {
                 Some(reason) => Verdict::DeadLetter {
                     reason: reason.clone(),
                 },
-                None => runtime.block_on(dispatch::attempt(&sub, env.clone(), 1)),
+                None => runtime.block_on(dispatch::attempt(
+                    &sub,
+                    sub.handlers.get(&env.name),
+                    env.clone(),
+                    1,
+                )),
             };
             let handled = calls.load(Ordering::SeqCst) - before;
             let should_handle = malformed.is_none()
