@@ -216,14 +216,31 @@ impl Envelope {
 }
 
 /// Milliseconds are enough for humans and latency metrics; every header byte is stored and sent
-/// with every message.
+/// with every message. Written by hand (`2026-11-27T09:41:05.123Z`, always three fraction
+/// digits): `time`'s general RFC 3339 formatter was a visible share of building an envelope.
 fn now_rfc3339() -> String {
     let now = OffsetDateTime::now_utc();
-    let millis = now.nanosecond() / 1_000_000 * 1_000_000;
-    now.replace_nanosecond(millis)
-        .unwrap_or(now)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    let year = now.year();
+    if !(0..=9999).contains(&year) {
+        return now.format(&Rfc3339).unwrap_or_default();
+    }
+    let (hour, minute, second, milli) = now.to_hms_milli();
+    let mut out = String::with_capacity(24);
+    let mut digits = |value: u32, width: u32, sep: char| {
+        for i in (0..width).rev() {
+            let d = (value / 10u32.pow(i)) % 10;
+            out.push(char::from(b'0' + d as u8));
+        }
+        out.push(sep);
+    };
+    digits(year as u32, 4, '-');
+    digits(u32::from(u8::from(now.month())), 2, '-');
+    digits(u32::from(now.day()), 2, 'T');
+    digits(u32::from(hour), 2, ':');
+    digits(u32::from(minute), 2, ':');
+    digits(u32::from(second), 2, '.');
+    digits(u32::from(milli), 3, 'Z');
+    out
 }
 
 /// A W3C `traceparent` value: version 00, trace id, parent span id, flags.
@@ -284,12 +301,21 @@ impl TraceParent {
 }
 
 impl std::fmt::Display for TraceParent {
+    /// `00-<trace id>-<span id>-<flags>` in lowercase hex, written into a stack buffer (one
+    /// is formatted for every message sent).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn put(out: &mut [u8], value: u128) {
+            let n = out.len();
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = HEX[((value >> (4 * (n - 1 - i))) & 0xf) as usize];
+            }
+        }
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put(&mut buf[3..35], self.trace_id);
+        put(&mut buf[36..52], u128::from(self.span_id));
+        put(&mut buf[53..55], u128::from(self.flags));
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -367,6 +393,42 @@ mod tests {
         assert!(TraceParent::parse("00-zz-11-01").is_none());
         assert!(
             TraceParent::parse("00-00000000000000000000000000000000-0000000000000001-01").is_none()
+        );
+    }
+
+    #[test]
+    fn traceparent_is_written_in_the_w3c_form() {
+        let tp = TraceParent {
+            trace_id: 0x0af7651916cd43dd8448eb211c80319c,
+            span_id: 0x00f067aa0ba902b7,
+            flags: 1,
+        };
+        assert_eq!(
+            tp.to_string(),
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+        );
+    }
+
+    #[test]
+    fn sent_at_is_rfc3339_in_milliseconds() {
+        let before = OffsetDateTime::now_utc();
+        let text = now_rfc3339();
+        let parsed = OffsetDateTime::parse(&text, &Rfc3339).unwrap();
+        assert_eq!(text.len(), 24, "{text}");
+        assert!(text.ends_with('Z'), "{text}");
+        assert_eq!(parsed.nanosecond() % 1_000_000, 0);
+        let lag = parsed
+            - before
+                .replace_nanosecond(before.millisecond() as u32 * 1_000_000)
+                .unwrap();
+        assert!(
+            lag >= time::Duration::ZERO && lag < time::Duration::seconds(1),
+            "{text}"
+        );
+        let round_trip = parsed.format(&Rfc3339).unwrap();
+        assert_eq!(
+            OffsetDateTime::parse(&round_trip, &Rfc3339).unwrap(),
+            parsed
         );
     }
 
