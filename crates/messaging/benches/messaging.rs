@@ -4,6 +4,8 @@
 //!
 //! Environment: NATS_URL (default nats://127.0.0.1:4222), BENCH_MESSAGES (default 20000),
 //! BENCH_HOPS (default 2000), BENCH_ROUNDS (default 5; the median of the rounds is reported).
+//! BENCH_ONLY=raw|crate runs only that path's throughput rounds (no ratio): for profiling one
+//! path with `perf`.
 
 /// The allocator the service binaries use (see `platform::Allocator`): both paths measured
 /// here run on it, as they would in production.
@@ -324,6 +326,21 @@ async fn main() {
     raw_throughput(&client, &format!("benchwarm_raw_{run}"), 1000, false).await;
     crate_throughput(&url, &format!("benchwarm_crate_{run}"), 1000).await;
 
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        for round in 0..env_num("BENCH_ROUNDS", 5).max(1) {
+            let rate = match only.as_str() {
+                "raw" => {
+                    raw_throughput(&client, &format!("bench_raw_{run}_{round}"), count, true).await
+                }
+                "crate" => {
+                    crate_throughput(&url, &format!("bench_crate_{run}_{round}"), count).await
+                }
+                other => panic!("BENCH_ONLY must be raw or crate, not {other:?}"),
+            };
+            println!("{only}: {rate:.0} msg/s");
+        }
+        return;
+    }
     // Rounds interleave the three paths so that background load hits them alike; the median
     // of each is reported.
     let rounds = env_num("BENCH_ROUNDS", 5).max(1);
