@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{HeaderMap, HeaderName, client::RequestErrorKind};
 use async_trait::async_trait;
@@ -345,14 +346,19 @@ impl JetStream {
             .map_err(|e| e.to_string())?;
         let shards = sub.policy.workers.max(1);
         let batch = (shards * 2).min(256);
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(|e| e.to_string())?;
+        let pull = || async {
+            consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .heartbeat(PULL_HEARTBEAT)
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let mut messages = pull().await?;
+        // When the last pull asked anew was sent (see the missed-heartbeat arm below).
+        let mut repulled: Option<tokio::time::Instant> = None;
         status.set_running();
         let mut queues: Vec<VecDeque<jetstream::Message>> =
             (0..shards).map(|_| VecDeque::new()).collect();
@@ -377,6 +383,26 @@ impl JetStream {
                         } else {
                             busy[shard] = self.start(sub, status, msg, shard, &mut running).await;
                         }
+                    }
+                    Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat
+                        && repulled.is_none_or(|at| at.elapsed() > PULL_HEARTBEAT * 5 / 2) =>
+                    {
+                        // Neither a message nor a heartbeat for two heartbeat intervals: the
+                        // server holds no pull request of ours while the client still counts
+                        // messages as requested, so it would never ask again (seen about once
+                        // per few hundred thousand messages under load with nats-server 2.9; it
+                        // stalled the consumer until the supervisor recreated it). Ask afresh, in
+                        // place. A miss on the fresh pull itself (two heartbeat intervals after it,
+                        // with nothing in between) goes to the supervisor: then the server is
+                        // likely gone or has lost the consumer.
+                        tracing::warn!(consumer = %sub.durable, "no message or heartbeat from the server; pulling anew");
+                        metrics::counter!("messaging_consumer_repulls_total", "consumer" => sub.durable.to_string()).increment(1);
+                        status.count_repull();
+                        match pull().await {
+                            Ok(fresh) => messages = fresh,
+                            Err(e) => break Err(e),
+                        }
+                        repulled = Some(tokio::time::Instant::now());
                     }
                     Some(Err(e)) => break Err(format!("consumer {} failed: {e}", sub.durable)),
                     None => break Err(format!("consumer {} message stream ended", sub.durable)),
@@ -476,6 +502,10 @@ impl JetStream {
         shard
     }
 }
+
+/// The idle heartbeat asked of the server with each pull request; two missed in a row mean the
+/// pull is lost (see `pump`), so this bounds how long a lost pull can stall a consumer.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// How often the broker has delivered a message (1 for the first time), from its ack subject:
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.…` (7 tokens after the prefix), or with a domain and

@@ -70,6 +70,7 @@ pub struct ConsumerStatus {
     pub durable: String,
     running: AtomicBool,
     handled: AtomicU64,
+    repulls: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -79,6 +80,7 @@ impl ConsumerStatus {
             durable: durable.to_owned(),
             running: AtomicBool::new(false),
             handled: AtomicU64::new(0),
+            repulls: AtomicU64::new(0),
             last_error: Mutex::new(None),
         })
     }
@@ -99,6 +101,16 @@ impl ConsumerStatus {
 
     pub(crate) fn count_settled(&self) {
         self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_repull(&self) {
+        self.repulls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often a pull had to be asked anew because the server went silent (no message and no
+    /// heartbeat for two heartbeat intervals) while the consumer kept running.
+    pub fn repulls(&self) -> u64 {
+        self.repulls.load(Ordering::Relaxed)
     }
 
     /// Whether the consumer is fetching right now.

@@ -871,6 +871,56 @@ async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_re
     assert!(handle.status.is_running());
 }
 
+/// A pull the server no longer answers (here a frozen server; under load, a pull request
+/// nats-server 2.9 lost) shows as missing heartbeats: the consumer asks anew in place, stays
+/// running (readiness does not flap), and consumes what comes after.
+#[tokio::test]
+async fn a_silent_server_gets_a_fresh_pull_while_the_consumer_keeps_running() {
+    let server = testkit::NatsServer::start().await;
+    let world = World::on(&server.url(), "silent").await;
+    let seen: Seen = Arc::default();
+    let sub = recorder("patient", Ping::SUBJECT_, seen.clone());
+    let handle = world
+        .bus
+        .subscribe(sub, world.shutdown.clone())
+        .await
+        .unwrap();
+    publish_pings(&world.bus, "k", 0..3).await;
+    eventually(WAIT, "first three", || async {
+        (seen.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+
+    server.pause();
+    // Longer than two 2 s heartbeats, shorter than four: one fresh pull, no escalation.
+    let frozen = std::time::Instant::now();
+    while frozen.elapsed() < Duration::from_millis(5_500) {
+        assert!(
+            handle.status.is_running(),
+            "{:?}",
+            handle.status.last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.resume();
+    eventually(WAIT, "a fresh pull after the silence", || async {
+        (handle.status.repulls() >= 1).then_some(())
+    })
+    .await;
+
+    publish_pings(&world.bus, "k", 3..6).await;
+    eventually(WAIT, "the messages after the silence", || async {
+        (seen.lock().unwrap().len() == 6).then_some(())
+    })
+    .await;
+    assert!(
+        handle.status.is_running(),
+        "{:?}",
+        handle.status.last_error()
+    );
+    assert_eq!(handle.status.repulls(), 1);
+}
+
 /// Relative subject constants (the traits' associated consts, reachable without a value).
 trait SubjectOf {
     const SUBJECT_: &'static str;

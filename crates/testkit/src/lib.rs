@@ -151,6 +151,26 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the process (SIGSTOP): connections stay open but nothing is answered or sent,
+    /// as with a server stuck or a peer that silently lost state.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Starts it again on the same port with the same storage.
     pub async fn restart(&mut self) {
         self.kill();
