@@ -4,8 +4,8 @@
 //!
 //! Environment: NATS_URL (default nats://127.0.0.1:4222), BENCH_MESSAGES (default 20000),
 //! BENCH_HOPS (default 2000), BENCH_ROUNDS (default 5; the median of the rounds is reported).
-//! BENCH_ONLY=raw|crate runs only that path's throughput rounds (no ratio): for profiling one
-//! path with `perf`.
+//! BENCH_ONLY=raw|crate runs only that path's throughput rounds (raw with the envelope's
+//! headers; no ratio), for profiling one path with `perf`.
 
 /// The allocator the service binaries use (see `platform::Allocator`): both paths measured
 /// here run on it, as they would in production.
