@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{Authorize, Authorized, Found, Lookup, Ping, Pong, World};
 use messaging::{
-    Bus, ConsumerPolicy, Envelope, Error, HandlerError, Outcome, Subscription, dead_letter_subject,
-    header,
+    Bus, ConsumerHandle, ConsumerPolicy, Envelope, Error, HandlerError, Outcome, Subscription,
+    dead_letter_subject, header,
 };
 use testkit::eventually;
 
@@ -81,6 +81,26 @@ async fn publish_pings(bus: &Bus, key: &str, range: std::ops::Range<u64>) -> Vec
         );
     }
     out
+}
+
+/// Subscribes a [`recorder`] as `durable`, publishes pings 0..`first` and waits until it has
+/// seen them: a consumer known to work, for the tests that then break something under it.
+async fn consuming(world: &World, durable: &str, first: u64) -> (Seen, ConsumerHandle) {
+    let seen: Seen = Arc::default();
+    let handle = world
+        .bus
+        .subscribe(
+            recorder(durable, Ping::SUBJECT_, seen.clone()),
+            world.shutdown.clone(),
+        )
+        .await
+        .unwrap();
+    publish_pings(&world.bus, "k", 0..first).await;
+    eventually(WAIT, "the first pings consumed", || async {
+        (seen.lock().unwrap().len() == first as usize).then_some(())
+    })
+    .await;
+    (seen, handle)
 }
 
 #[tokio::test]
@@ -808,18 +828,7 @@ async fn headers_travel_and_caused_messages_stay_in_the_trace() {
 async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_restart() {
     let mut server = testkit::NatsServer::start().await;
     let world = World::on(&server.url(), "kill").await;
-    let seen: Seen = Arc::default();
-    let sub = recorder("survivor", Ping::SUBJECT_, seen.clone());
-    let handle = world
-        .bus
-        .subscribe(sub, world.shutdown.clone())
-        .await
-        .unwrap();
-    publish_pings(&world.bus, "k", 0..10).await;
-    eventually(WAIT, "first ten", || async {
-        (seen.lock().unwrap().len() == 10).then_some(())
-    })
-    .await;
+    let (seen, handle) = consuming(&world, "survivor", 10).await;
 
     server.kill();
     // While the broker is gone every publish reports an error: nothing is dropped silently.
@@ -878,22 +887,11 @@ async fn a_killed_broker_fails_publishes_loudly_and_consumption_resumes_after_re
 async fn a_silent_server_gets_a_fresh_pull_while_the_consumer_keeps_running() {
     let server = testkit::NatsServer::start().await;
     let world = World::on(&server.url(), "silent").await;
-    let seen: Seen = Arc::default();
-    let sub = recorder("patient", Ping::SUBJECT_, seen.clone());
-    let handle = world
-        .bus
-        .subscribe(sub, world.shutdown.clone())
-        .await
-        .unwrap();
-    publish_pings(&world.bus, "k", 0..3).await;
-    eventually(WAIT, "first three", || async {
-        (seen.lock().unwrap().len() == 3).then_some(())
-    })
-    .await;
+    let (seen, handle) = consuming(&world, "patient", 3).await;
 
     server.pause();
     // Longer than two 2 s heartbeats, shorter than four: one fresh pull, no escalation.
-    let frozen = std::time::Instant::now();
+    let frozen = Instant::now();
     while frozen.elapsed() < Duration::from_millis(5_500) {
         assert!(
             handle.status.is_running(),
@@ -938,20 +936,7 @@ impl CommandSubject for Authorize {
 #[tokio::test]
 async fn a_consumer_deleted_on_the_server_is_recreated_and_keeps_consuming() {
     let world = World::new("recreate").await;
-    let seen: Seen = Arc::default();
-    let handle = world
-        .bus
-        .subscribe(
-            recorder("fragile", Ping::SUBJECT_, seen.clone()),
-            world.shutdown.clone(),
-        )
-        .await
-        .unwrap();
-    publish_pings(&world.bus, "k", 0..3).await;
-    eventually(WAIT, "first three", || async {
-        (seen.lock().unwrap().len() == 3).then_some(())
-    })
-    .await;
+    let (seen, handle) = consuming(&world, "fragile", 3).await;
 
     // Someone (an operator, a server that lost its state) removes the durable.
     let stream = world.js.context().get_stream(&world.prefix).await.unwrap();
