@@ -227,6 +227,24 @@ async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
         .expect("count query")
 }
 
+/// Waits until the saga's consumer `consumer` has recorded `n` deliveries in its inbox.
+async fn wait_handled(pool: &sqlx::PgPool, consumer: &str, n: i64) {
+    testkit::eventually(
+        WAIT,
+        &format!("{n} deliveries handled by {consumer}"),
+        || async {
+            let handled: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM cosec.inbox WHERE consumer = $1")
+                    .bind(consumer)
+                    .fetch_one(pool)
+                    .await
+                    .expect("count query");
+            (handled == n).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn every_step_succeeding_approves_the_order_once_per_order() {
     let app = TestApp::spawn("cosec_happy", vec![Box::new(OrderSagaModule::default())]).await;
@@ -270,15 +288,7 @@ async fn every_step_succeeding_approves_the_order_once_per_order() {
     );
 
     let pool = sqlx::PgPool::connect(app.db.url()).await.unwrap();
-    testkit::eventually(WAIT, "both OrderCreated handled", || async {
-        let handled = count(
-            &pool,
-            "SELECT count(*) FROM cosec.inbox WHERE consumer = 'cosec-ordering'",
-        )
-        .await;
-        (handled == 2).then_some(())
-    })
-    .await;
+    wait_handled(&pool, "cosec-ordering", 2).await;
     assert_eq!(count(&pool, "SELECT count(*) FROM cosec.sagas").await, 1);
 
     let sent = commands(&app);
@@ -460,15 +470,7 @@ async fn a_reply_to_no_command_of_the_saga_is_acknowledged_and_changes_nothing()
     for env in [&stray, &causeless] {
         app.bus.publish(env).await.expect("reply published");
     }
-    testkit::eventually(WAIT, "both replies handled", || async {
-        let handled = count(
-            &pool,
-            "SELECT count(*) FROM cosec.inbox WHERE consumer = 'cosec-replies'",
-        )
-        .await;
-        (handled == 2).then_some(())
-    })
-    .await;
+    wait_handled(&pool, "cosec-replies", 2).await;
     assert_eq!(count(&pool, "SELECT count(*) FROM cosec.sagas").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM cosec.outbox").await, 0);
     assert!(app.dead_letters().is_empty(), "{:?}", app.dead_letters());
