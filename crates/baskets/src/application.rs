@@ -208,24 +208,28 @@ impl Baskets {
         Ok(())
     }
 
-    /// The product and its store: from the cache in one statement when it holds both, else as
-    /// [`product`](Self::product) and then [`store`](Self::store) find them.
+    /// The product and its store: from the cache in one statement; what the cache lacks is
+    /// fetched from the stores service (and cached in this transaction).
     async fn product_and_store(
         &self,
         conn: &mut PgConnection,
         product_id: &str,
     ) -> Result<(Product, Store), Error> {
-        if !product_id.trim().is_empty()
-            && let Some((product, Some(store_name))) =
-                postgres::find_product_with_store(conn, product_id).await?
-        {
-            let store = Store {
-                id: product.store_id.clone(),
-                name: store_name,
-            };
-            return Ok((product, store));
+        if product_id.trim().is_empty() {
+            // No product has a blank id: no need to ask.
+            return Err(Error::ProductNotFound);
         }
-        let product = self.product(conn, product_id).await?;
+        let product = match postgres::find_product_with_store(conn, product_id).await? {
+            Some((product, Some(store_name))) => {
+                let store = Store {
+                    id: product.store_id.clone(),
+                    name: store_name,
+                };
+                return Ok((product, store));
+            }
+            Some((product, None)) => product,
+            None => self.fetch_product(conn, product_id).await?,
+        };
         let store = self.store(conn, &product.store_id).await?;
         Ok((product, store))
     }
@@ -239,6 +243,12 @@ impl Baskets {
         if let Some(product) = postgres::find_product(conn, id).await? {
             return Ok(product);
         }
+        self.fetch_product(conn, id).await
+    }
+
+    /// Product `id` from the stores service (the cache did not have it), cached in this
+    /// transaction.
+    async fn fetch_product(&self, conn: &mut PgConnection, id: &str) -> Result<Product, Error> {
         let query = GetProduct { id: id.to_owned() };
         let answer = self
             .bus
