@@ -17,6 +17,7 @@
 mod error;
 pub mod event_store;
 pub mod inbox;
+mod listener;
 pub mod migrate;
 pub mod outbox;
 pub mod relay;
@@ -29,6 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::{Error, Result};
 pub use event_store::{Aggregate, DomainEvent, EventData, EventStore, Loaded, SnapshotPolicy};
+pub use listener::OutboxListener;
 pub use migrate::{Migration, migrate, migrate_common};
 pub use relay::{OutboxRelay, RelayConfig, RelayStats};
 pub use saga::Saga;
@@ -58,8 +60,8 @@ pub async fn connect(url: &str, schema: &str) -> Result<PgPool> {
 /// A pool of at most `max_connections` on `url` for the module that owns `schema`.
 ///
 /// Bounded (5 s to acquire): a stalled database makes callers fail fast instead of queueing
-/// without limit. An outbox relay on the pool keeps one connection for `LISTEN` (outside the
-/// pool's count) and uses a pooled one while it publishes a batch.
+/// without limit. An outbox relay uses a pooled connection while it publishes a batch; its
+/// `LISTEN` connection is its [`OutboxListener`]'s own.
 pub async fn connect_sized(url: &str, schema: &str, max_connections: u32) -> Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))

@@ -37,12 +37,11 @@ use std::time::Duration;
 
 use messaging::{CancellationToken, Envelope, Transport};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::listener::{OutboxListener, Sink};
 use crate::outbox::{self, Row};
 
 /// How the relay batches, retries and cleans up.
@@ -156,17 +155,15 @@ pub struct OutboxRelay {
     transport: Arc<dyn Transport>,
     config: RelayConfig,
     stats: Arc<RelayStats>,
-    wake: Arc<Notify>,
-    /// Payloads of the notifications not yet handled, in arrival (= commit) order.
-    notified: Arc<Mutex<Vec<String>>>,
+    /// The pending notifications and the relay's wake-up.
+    sink: Sink,
+    /// The `LISTEN` connection, this relay's own unless shared ([`OutboxRelay::with_listener`]).
+    listener: OutboxListener,
 }
 
 /// After a notification naming rows another process enqueued: how long its relay gets to
 /// publish them before this one claims whatever is left.
 const FOREIGN_GRACE: Duration = Duration::from_millis(250);
-
-/// Notifications kept while the relay is busy; beyond this the relay drops them and claims.
-const MAX_NOTIFIED: usize = 10_000;
 
 /// One lock per schema for the relays of this process: the fast path and the claim take turns,
 /// so a key's rows leave the process in commit order even with several relays on one outbox.
@@ -242,14 +239,22 @@ impl OutboxRelay {
     /// A relay for the outbox of `pool`'s schema (its `search_path`), publishing through
     /// `transport`.
     pub fn new(pool: PgPool, transport: Arc<dyn Transport>, config: RelayConfig) -> Self {
+        let listener = OutboxListener::from_options(pool.connect_options().as_ref().clone());
         OutboxRelay {
             pool,
             transport,
             config,
             stats: Arc::default(),
-            wake: Arc::new(Notify::new()),
-            notified: Arc::default(),
+            sink: Sink::default(),
+            listener,
         }
+    }
+
+    /// Hears the outbox's notifications on `listener`, shared with the process's other relays
+    /// on the same database, instead of on a connection of its own.
+    pub fn with_listener(mut self, listener: OutboxListener) -> Self {
+        self.listener = listener;
+        self
     }
 
     /// Live counters.
@@ -288,13 +293,9 @@ impl OutboxRelay {
             }
         };
         let turn = schema_lock(&schema);
-        let listening = shutdown.child_token();
-        let listener = tokio::spawn(listen(
-            self.pool.clone(),
-            self.wake.clone(),
-            self.notified.clone(),
-            listening.clone(),
-        ));
+        let listening = self
+            .listener
+            .register(format!("outbox.{schema}"), self.sink.clone());
         let mut backoff = self.config.retry_initial;
         let mut broker_down = false;
         // The fast path is safe only once a claim has found the outbox empty: before that, an
@@ -365,15 +366,14 @@ impl OutboxRelay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.sink.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {
                     // Nothing woke us: poll (a lost notification, a row another relay left).
                     claim_at.get_or_insert_with(Instant::now);
                 }
             }
         }
-        listening.cancel();
-        let _ = listener.await;
+        drop(listening);
         match tokio::time::timeout(self.config.shutdown_grace, self.flush()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "outbox relay stopped with rows unsent"),
@@ -538,7 +538,7 @@ impl OutboxRelay {
     /// enqueued (from memory, in commit order) and marks them sent. Says what is left to do.
     async fn publish_notified(&self, turn: &tokio::sync::Mutex<()>, fast: &mut bool) -> Next {
         let payloads =
-            std::mem::take(&mut *self.notified.lock().unwrap_or_else(|e| e.into_inner()));
+            std::mem::take(&mut *self.sink.notified.lock().unwrap_or_else(|e| e.into_inner()));
         if payloads.is_empty() {
             return Next::Done;
         }
@@ -624,7 +624,7 @@ impl OutboxRelay {
         .execute(&self.pool)
         .await;
         match reset {
-            Ok(done) if done.rows_affected() > 0 => self.wake.notify_one(),
+            Ok(done) if done.rows_affected() > 0 => self.sink.wake.notify_one(),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "outbox: resetting retry delays failed"),
         }
@@ -703,69 +703,6 @@ async fn mark_sent(pool: &PgPool, sent: &[&Envelope]) -> std::result::Result<(),
         .execute(pool)
         .await
         .map(drop)
-}
-
-/// Forwards the outbox channel's notifications to `wake` (a stored permit coalesces a burst of
-/// commits into one wake-up). Reconnects after failures; every (re)connection wakes the relay
-/// once, since notifications sent while nobody listened are gone.
-async fn listen(
-    pool: PgPool,
-    wake: Arc<Notify>,
-    notified: Arc<Mutex<Vec<String>>>,
-    shutdown: CancellationToken,
-) {
-    let push = |payload: String| {
-        let mut notified = notified.lock().unwrap_or_else(|e| e.into_inner());
-        if notified.len() >= MAX_NOTIFIED {
-            // The relay is far behind: forget the ids, an empty payload makes it claim.
-            notified.clear();
-            notified.push(String::new());
-        } else {
-            notified.push(payload);
-        }
-        drop(notified);
-        wake.notify_one();
-    };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = async {
-            let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
-                .fetch_one(&pool)
-                .await?;
-            let schema = schema.ok_or_else(|| {
-                sqlx::Error::Protocol("search_path names no existing schema".into())
-            })?;
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(&format!("outbox.{schema}")).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let failure = match attempt.await {
-            Ok(mut listener) => {
-                delay = Duration::from_millis(100);
-                // Notifications sent while nobody listened are gone: claim.
-                push(String::new());
-                loop {
-                    let next = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        next = listener.try_recv() => next,
-                    };
-                    match next {
-                        Ok(Some(notification)) => push(notification.payload().to_owned()),
-                        // The connection was lost; try_recv reconnects on the next call.
-                        Ok(None) => push(String::new()),
-                        Err(e) => break e,
-                    }
-                }
-            }
-            Err(e) => e,
-        };
-        tracing::warn!(error = %failure, ?delay, "outbox LISTEN failed; polling until it is back");
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use persistence::event_store::RecordedEvent;
 use persistence::migrate::{self, Migration};
 use persistence::saga::{self, Saga};
 use persistence::{
-    Aggregate, DomainEvent, Error, EventData, EventStore, OutboxRelay, RelayConfig, SnapshotPolicy,
-    inbox, outbox,
+    Aggregate, DomainEvent, Error, EventData, EventStore, OutboxListener, OutboxRelay, RelayConfig,
+    SnapshotPolicy, inbox, outbox,
 };
 use prost::Message as _;
 use sqlx::{Connection, PgPool};
@@ -1244,6 +1244,100 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     }
     shutdown.cancel();
     task.await.unwrap();
+}
+
+/// Relays sharing an [`OutboxListener`] (the monolith's modules) hear their commits over one
+/// listening backend: each relay is still woken by its own schema's commits only, one relay
+/// stopping leaves the other's notifications flowing, and the connection closes with the last.
+#[tokio::test]
+async fn relays_of_several_schemas_share_one_listening_connection() {
+    let db = Db::new("ob_listen_shared").await;
+    let other = persistence::connect(db._db.url(), "svc2").await.unwrap();
+    migrate::migrate_common(&other, "svc2").await.unwrap();
+    let listener = OutboxListener::new(db._db.url());
+    // No poll within the test: only a notification publishes a row.
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..quick()
+    };
+    let relay_on = |pool: &PgPool, memory: &Memory| {
+        let relay = OutboxRelay::new(pool.clone(), Arc::new(memory.clone()), config.clone())
+            .with_listener(listener.clone());
+        let shutdown = CancellationToken::new();
+        (spawn_relay(Arc::new(relay), &shutdown), shutdown)
+    };
+    let (first, second) = (Memory::new("m"), Memory::new("m"));
+    let (first_task, first_stop) = relay_on(&db.pool, &first);
+    let (second_task, second_stop) = relay_on(&other, &second);
+    let listening = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query ~* '^(UN)?LISTEN'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the listening connection up",
+        || async { (listening().await == 1).then_some(()) },
+    )
+    .await;
+
+    let published = |memory: &Memory, n: usize, what: &'static str| {
+        let memory = memory.clone();
+        async move {
+            eventually(Duration::from_secs(5), what, || async {
+                (memory.published().len() == n).then_some(())
+            })
+            .await
+        }
+    };
+    // Wait for each relay's start-up claim, so what follows is published by notifications.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 1..=3u64 {
+        commit(&db.pool, &[ping("m", "a", n)]).await;
+        commit(&other, &[ping("m", "b", n)]).await;
+        published(&first, n as usize, "svc row published on its commit").await;
+        published(&second, n as usize, "svc2 row published on its commit").await;
+    }
+    assert_eq!(
+        listening().await,
+        1,
+        "one listening backend for both relays"
+    );
+    assert!(
+        first
+            .published()
+            .iter()
+            .all(|e| e.header(header::KEY) == Some("a"))
+    );
+    assert!(
+        second
+            .published()
+            .iter()
+            .all(|e| e.header(header::KEY) == Some("b"))
+    );
+
+    first_stop.cancel();
+    first_task.await.unwrap();
+    commit(&other, &[ping("m", "b", 4)]).await;
+    published(
+        &second,
+        4,
+        "svc2 row published after the other relay stopped",
+    )
+    .await;
+
+    second_stop.cancel();
+    second_task.await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the listening connection closed",
+        || async { (listening().await == 0).then_some(()) },
+    )
+    .await;
 }
 
 /// The fast path: rows this process enqueued are published from memory on their commit's

@@ -163,16 +163,18 @@ impl App {
         } else {
             persistence::DEFAULT_POOL_SIZE
         });
+        // One context, cloned per module: the modules share the bus, shutdown, tasks,
+        // readiness and the outbox LISTEN connection.
+        let shared = ModuleContext {
+            database_pool_size,
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            readiness: readiness.clone(),
+            ..ModuleContext::new(bus.clone(), config.database_url.clone())
+        };
         for module in modules {
             docs.push(module.openapi());
-            let ctx = ModuleContext {
-                bus: bus.clone(),
-                database_url: config.database_url.clone(),
-                database_pool_size,
-                shutdown: shutdown.clone(),
-                tasks: tasks.clone(),
-                readiness: readiness.clone(),
-            };
+            let ctx = shared.clone();
             let started = std::time::Instant::now();
             match module.start(ctx).await {
                 Ok(router) => {

@@ -77,15 +77,20 @@ pub struct ModuleContext {
     pub tasks: TaskTracker,
     /// Where the module registers what must hold for the process to be ready.
     pub readiness: Readiness,
+    /// The one `LISTEN` connection the outbox relays of every module share (see
+    /// [`persistence::OutboxListener`] for why one).
+    pub(crate) outbox_listener: persistence::OutboxListener,
 }
 
 impl ModuleContext {
     /// A context with a fresh shutdown token, task tracker and readiness registry: for hosts and
     /// for tests that start a module without the HTTP host (e.g. on the in-memory transport).
     pub fn new(bus: Bus, database_url: impl Into<String>) -> Self {
+        let database_url = database_url.into();
         ModuleContext {
             bus,
-            database_url: database_url.into(),
+            outbox_listener: persistence::OutboxListener::new(&database_url),
+            database_url,
             database_pool_size: persistence::DEFAULT_POOL_SIZE,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -146,7 +151,8 @@ impl ModuleContext {
                 pool.clone(),
                 self.bus.transport().clone(),
                 persistence::RelayConfig::default(),
-            );
+            )
+            .with_listener(self.outbox_listener.clone());
             let shutdown = self.shutdown.clone();
             self.spawn(async move { relay.run(shutdown).await });
         }
