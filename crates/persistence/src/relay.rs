@@ -6,7 +6,8 @@
 //! - Fast path: the notification names the committed rows, and rows this process enqueued are
 //!   still in memory ([`outbox::take_pending`]), so the relay publishes them at once, in commit
 //!   order (PostgreSQL delivers notifications in commit order), and then marks them sent —
-//!   no claim query on the hop's critical path. It runs only while the last claim left nothing
+//!   no claim query on the hop's critical path. Marks wait up to `mark_delay` so that one
+//!   statement marks the rows of many commits; a claim marks what is waiting first. It runs only while the last claim left nothing
 //!   behind (no row blocked, none waiting for a retry) and no publish has failed since;
 //!   otherwise (and for rows another instance enqueued, after giving that instance's relay a
 //!   moment) the claim below does the work. Relays of one
@@ -68,6 +69,10 @@ pub struct RelayConfig {
     /// On shutdown, how long to keep publishing what is ready before giving up (the rows stay
     /// and the next start publishes them).
     pub shutdown_grace: Duration,
+    /// How long rows published from memory may wait to be marked sent, so that the marks of
+    /// several commits go in one statement (and before any claim, which would see them unsent).
+    /// Zero marks after every publish.
+    pub mark_delay: Duration,
 }
 
 impl Default for RelayConfig {
@@ -82,6 +87,7 @@ impl Default for RelayConfig {
             cleanup_interval: Duration::from_secs(60),
             retention: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(5),
+            mark_delay: Duration::from_millis(20),
         }
     }
 }
@@ -167,10 +173,14 @@ const FOREIGN_GRACE: Duration = Duration::from_millis(250);
 
 /// One lock per schema for the relays of this process: the fast path and the claim take turns,
 /// so a key's rows leave the process in commit order even with several relays on one outbox.
-static SCHEMA_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Mutex::default);
+/// It holds the rows the fast path published and has not marked sent yet: a claim marks them
+/// first, whichever relay of the schema published them, so it never publishes them again.
+static SCHEMA_LOCKS: LazyLock<Mutex<HashMap<String, Arc<Turn>>>> = LazyLock::new(Mutex::default);
 
-fn schema_lock(schema: &str) -> Arc<tokio::sync::Mutex<()>> {
+/// A schema's turn, and the ids published but not yet marked sent.
+type Turn = tokio::sync::Mutex<Vec<uuid::Uuid>>;
+
+fn schema_lock(schema: &str) -> Arc<Turn> {
     SCHEMA_LOCKS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -302,9 +312,14 @@ impl OutboxRelay {
         // older row of a notified key may still be waiting in the table.
         let mut fast = false;
         let mut claim_at: Option<Instant> = Some(Instant::now());
+        // When the rows the fast path published last are due to be marked sent.
+        let mut mark_at: Option<Instant> = None;
         let mut next_cleanup = Instant::now() + self.config.cleanup_interval;
         loop {
             let next = self.publish_notified(&turn, &mut fast).await;
+            if mark_at.is_none() && !turn.lock().await.is_empty() {
+                mark_at = Some(Instant::now() + self.config.mark_delay);
+            }
             match next {
                 Next::Done => {}
                 Next::Claim => claim_at = Some(Instant::now()),
@@ -320,9 +335,10 @@ impl OutboxRelay {
                 })
             } else {
                 claim_at = None;
-                let guard = turn.lock().await;
-                let drained = self.drain().await;
-                drop(guard);
+                let mut unmarked = turn.lock().await;
+                let drained = self.drain(&mut unmarked).await;
+                drop(unmarked);
+                mark_at = None;
                 match drained {
                     Ok(drained) => {
                         fast = drained.error.is_none()
@@ -367,6 +383,17 @@ impl OutboxRelay {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.sink.wake.notified() => {}
+                _ = tokio::time::sleep_until(mark_at.unwrap_or_else(Instant::now)),
+                    if mark_at.is_some() =>
+                {
+                    mark_at = None;
+                    let mut unmarked = turn.lock().await;
+                    if let Err(e) = mark_sent(&self.pool, &mut unmarked).await {
+                        tracing::warn!(error = %e, "outbox relay: marking sent rows failed");
+                        fast = false;
+                        claim_at = Some(Instant::now());
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {
                     // Nothing woke us: poll (a lost notification, a row another relay left).
                     claim_at.get_or_insert_with(Instant::now);
@@ -384,15 +411,21 @@ impl OutboxRelay {
     /// Publishes every row that is ready now; returns how many were published. Stops at the
     /// first batch with a failed publish and returns that error (the rows stay for a retry).
     pub async fn flush(&self) -> Result<usize> {
-        let drained = self.drain().await?;
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&self.pool)
+            .await?;
+        let turn = schema_lock(schema.as_deref().unwrap_or_default());
+        let drained = self.drain(&mut *turn.lock().await).await?;
         match drained.error {
             None => Ok(drained.published),
             Some(error) => Err(Error::Publish(error)),
         }
     }
 
-    /// Runs batches while they come back full and clean.
-    async fn drain(&self) -> Result<Drained> {
+    /// Marks what the fast path published (`unmarked`, under the schema's turn), then runs
+    /// batches while they come back full and clean.
+    async fn drain(&self, unmarked: &mut Vec<uuid::Uuid>) -> Result<Drained> {
+        mark_sent(&self.pool, unmarked).await?;
         let mut drained = Drained::default();
         loop {
             let batch = self.batch().await?;
@@ -536,7 +569,7 @@ impl OutboxRelay {
 
     /// The fast path: publishes the rows the pending notifications name that this process
     /// enqueued (from memory, in commit order) and marks them sent. Says what is left to do.
-    async fn publish_notified(&self, turn: &tokio::sync::Mutex<()>, fast: &mut bool) -> Next {
+    async fn publish_notified(&self, turn: &Turn, fast: &mut bool) -> Next {
         let payloads =
             std::mem::take(&mut *self.sink.notified.lock().unwrap_or_else(|e| e.into_inner()));
         if payloads.is_empty() {
@@ -561,7 +594,7 @@ impl OutboxRelay {
         if ids.is_empty() {
             return next;
         }
-        let _turn = turn.lock().await;
+        let mut unmarked = turn.lock().await;
         let envelopes = outbox::take_pending(&ids);
         if envelopes.len() < ids.len() && next == Next::Done {
             next = Next::ClaimSoon;
@@ -591,9 +624,10 @@ impl OutboxRelay {
                 *fast = false;
                 next = Next::Claim;
             }
-            if let Err(e) = mark_sent(&self.pool, &sent).await {
-                // Published but not marked: a claim publishes them again and the broker drops
-                // the copies (same Nats-Msg-Id).
+            unmarked.extend(sent.iter().map(|env| env.id));
+            if (self.config.mark_delay.is_zero() || unmarked.len() >= self.config.batch_size)
+                && let Err(e) = mark_sent(&self.pool, &mut unmarked).await
+            {
                 tracing::warn!(error = %e, "outbox relay: marking sent rows failed");
                 *fast = false;
                 next = Next::Claim;
@@ -677,10 +711,16 @@ fn row_key(row: &Row) -> Option<&str> {
     row.key.as_deref()
 }
 
-/// Marks published rows sent in one round trip, without waiting for the WAL flush (a mark lost
-/// in a crash only republishes rows the broker de-duplicates). The ids are UUIDs this process
-/// formatted, so the statement is built as text (a simple query needs no prepare).
-async fn mark_sent(pool: &PgPool, sent: &[&Envelope]) -> std::result::Result<(), sqlx::Error> {
+/// Marks the rows of `unmarked` sent in one round trip and empties it, without waiting for the
+/// WAL flush (a mark lost in a crash only republishes rows the broker de-duplicates). The ids
+/// are UUIDs this process formatted, so the statement is built as text (a simple query needs no
+/// prepare). On failure the ids are dropped all the same: the rows stay unsent, a claim
+/// publishes them again and the broker drops the copies (same Nats-Msg-Id).
+async fn mark_sent(
+    pool: &PgPool,
+    unmarked: &mut Vec<uuid::Uuid>,
+) -> std::result::Result<(), sqlx::Error> {
+    let sent = std::mem::take(unmarked);
     if sent.is_empty() {
         return Ok(());
     }
@@ -689,12 +729,12 @@ async fn mark_sent(pool: &PgPool, sent: &[&Envelope]) -> std::result::Result<(),
         "BEGIN; SET LOCAL synchronous_commit TO off; \
          UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL AND id IN (",
     );
-    for (i, env) in sent.iter().enumerate() {
+    for (i, id) in sent.iter().enumerate() {
         if i > 0 {
             sql.push(',');
         }
         sql.push('\'');
-        sql.push_str(&env.id.hyphenated().to_string());
+        sql.push_str(&id.hyphenated().to_string());
         sql.push('\'');
     }
     sql.push_str("); COMMIT");

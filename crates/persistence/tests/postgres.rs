@@ -1415,6 +1415,71 @@ async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     task.await.unwrap();
 }
 
+/// The fast path marks rows sent in batches: the rows of commits close together are marked by
+/// one statement once `mark_delay` has passed, and a claim in between (by any relay of the
+/// schema in this process) marks them first rather than publishing them again.
+#[tokio::test]
+async fn fast_path_marks_wait_to_be_batched_and_precede_any_claim() {
+    let db = Db::new("ob_marks").await;
+    let memory = Memory::new("f");
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        mark_delay: Duration::from_millis(1500),
+        ..quick()
+    };
+    let relay = Arc::new(OutboxRelay::new(
+        db.pool.clone(),
+        Arc::new(memory.clone()),
+        config.clone(),
+    ));
+    let stats = relay.stats();
+    let shutdown = CancellationToken::new();
+    let task = spawn_relay(relay, &shutdown);
+    // The start-up claim finds the outbox empty, which turns the fast path on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unsent = || async { outbox::backlog(&db.pool).await.unwrap().count };
+
+    // Five commits: published at once, marked together later.
+    for n in 1..=5u64 {
+        commit(&db.pool, &[ping("f", &format!("k{n}"), n)]).await;
+    }
+    eventually(Duration::from_secs(5), "5 published", || async {
+        (memory.published().len() == 5).then_some(())
+    })
+    .await;
+    assert_eq!(unsent().await, 5, "marks wait for mark_delay");
+    eventually(Duration::from_secs(5), "marked after the delay", || async {
+        (unsent().await == 0).then_some(())
+    })
+    .await;
+    let marks: i64 = sqlx::query_scalar("SELECT count(DISTINCT sent_at) FROM outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(marks, 1, "one transaction (one now()) marked all five");
+
+    // Five more, then a claim by another relay of the schema before their marks are due.
+    for n in 6..=10u64 {
+        commit(&db.pool, &[ping("f", &format!("k{n}"), n)]).await;
+    }
+    eventually(Duration::from_secs(5), "10 published", || async {
+        (memory.published().len() == 10).then_some(())
+    })
+    .await;
+    assert_eq!(unsent().await, 5);
+    let other = OutboxRelay::new(db.pool.clone(), Arc::new(memory.clone()), config);
+    assert_eq!(
+        other.flush().await.unwrap(),
+        0,
+        "the claim found them marked"
+    );
+    assert_eq!(unsent().await, 0);
+    assert_eq!(memory.published().len(), 10, "nothing published twice");
+    assert_eq!(stats.snapshot().batches, 0, "no claim published anything");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
 /// A row waiting for its retry holds back the newer rows of its key even when the fast path
 /// could publish them: a clean claim (which skips rows not yet due) must not turn the fast
 /// path back on while such a row exists.
