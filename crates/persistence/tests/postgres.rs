@@ -1340,6 +1340,64 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
     .await;
 }
 
+/// The shared `LISTEN` connection cut by the server (`pg_terminate_backend`): it reconnects,
+/// its relays claim what was committed meanwhile, and later commits wake them again.
+#[tokio::test]
+async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_poll() {
+    let db = Db::new("ob_listen_cut").await;
+    let listener = OutboxListener::new(db._db.url());
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..quick()
+    };
+    let memory = Memory::new("m");
+    let relay =
+        OutboxRelay::new(db.pool.clone(), Arc::new(memory.clone()), config).with_listener(listener);
+    let shutdown = CancellationToken::new();
+    let task = spawn_relay(Arc::new(relay), &shutdown);
+    let listening = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND query ~* '^(UN)?LISTEN'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+    };
+    let first = eventually(Duration::from_secs(5), "listening", listening).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let published = |n: usize, what: &'static str| {
+        let memory = memory.clone();
+        async move {
+            eventually(Duration::from_secs(5), what, || async {
+                (memory.published().len() == n).then_some(())
+            })
+            .await
+        }
+    };
+    commit(&db.pool, &[ping("m", "k", 1)]).await;
+    published(1, "published before the cut").await;
+
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    commit(&db.pool, &[ping("m", "k", 2)]).await;
+    published(2, "the row committed around the cut").await;
+    let second = eventually(Duration::from_secs(5), "listening again", || async {
+        listening().await.filter(|pid| *pid != first)
+    })
+    .await;
+    assert_ne!(second, first);
+    for n in 3..=5u64 {
+        commit(&db.pool, &[ping("m", "k", n)]).await;
+        published(n as usize, "published on its commit after the reconnect").await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
 /// The fast path: rows this process enqueued are published from memory on their commit's
 /// notification (no claim transaction finds them), in commit order, and marked sent; a row
 /// another process wrote (inserted here with plain SQL, so nothing is in memory) is still
