@@ -90,7 +90,8 @@ pub struct Config {
 
     /// Most connections each module's pool opens (the monolith has one pool per module, all
     /// on one server whose `max_connections` is shared by every process). Default: 10 for a
-    /// process hosting one module, 4 per module when it hosts several.
+    /// process hosting one module, 4 per module when it hosts several. The process opens one
+    /// more, shared by its outbox relays, for `LISTEN`.
     #[arg(long, env = "DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub database_pool_size: Option<u32>,
 
