@@ -1,18 +1,20 @@
 //! The outbox relay: publishes committed outbox rows and marks them sent once the broker has
 //! confirmed them.
 //!
-//! - Woken by the `NOTIFY` an enqueuing commit fires; polling (`poll_interval`) is only the
-//!   fallback for a lost notification or a dropped `LISTEN` connection.
+//! - Woken by the `NOTIFY` an enqueuing commit fires (heard on a [`OutboxListener`], which the
+//!   relays of a process share); polling (`poll_interval`) is only the fallback for a lost
+//!   notification or a dropped `LISTEN` connection.
 //! - Fast path: the notification names the committed rows, and rows this process enqueued are
 //!   still in memory ([`outbox::take_pending`]), so the relay publishes them at once, in commit
 //!   order (PostgreSQL delivers notifications in commit order), and then marks them sent —
 //!   no claim query on the hop's critical path. Marks wait up to `mark_delay` so that one
-//!   statement marks the rows of many commits; a claim marks what is waiting first. It runs only while the last claim left nothing
-//!   behind (no row blocked, none waiting for a retry) and no publish has failed since;
-//!   otherwise (and for rows another instance enqueued, after giving that instance's relay a
-//!   moment) the claim below does the work. Relays of one
-//!   schema in one process take turns (a shared lock), so per-key order holds in the process;
-//!   across instances it is as good as the broker's consumers give anyway (best effort).
+//!   statement marks the rows of many commits; a claim marks what is waiting first. The fast
+//!   path runs only while the last claim left nothing behind (no row blocked, none waiting for
+//!   a retry) and no publish has failed since; otherwise (and for rows another instance
+//!   enqueued, after giving that instance's relay a moment) the claim below does the work.
+//!   Relays of one schema in one process take turns (a shared lock), so per-key order holds in
+//!   the process; across instances it is as good as the broker's consumers give anyway (best
+//!   effort).
 //! - Claims the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a transaction that
 //!   lives until the rows are marked, so relays of several instances never publish one row at
 //!   the same time, and a crashed relay's claim ends with its connection. It always selects
@@ -568,7 +570,8 @@ impl OutboxRelay {
     }
 
     /// The fast path: publishes the rows the pending notifications name that this process
-    /// enqueued (from memory, in commit order) and marks them sent. Says what is left to do.
+    /// enqueued (from memory, in commit order) and leaves their ids in the turn to be marked
+    /// sent (at once if `mark_delay` is zero or a batch is full). Says what is left to do.
     async fn publish_notified(&self, turn: &Turn, fast: &mut bool) -> Next {
         let payloads =
             std::mem::take(&mut *self.sink.notified.lock().unwrap_or_else(|e| e.into_inner()));

@@ -1338,6 +1338,18 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
         || async { (listening().await == 0).then_some(()) },
     )
     .await;
+
+    // A relay registering after the last one left gets a connection of its own again.
+    let (third, third_stop) = relay_on(&db.pool, &first);
+    eventually(Duration::from_secs(5), "listening again", || async {
+        (listening().await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    commit(&db.pool, &[ping("m", "a", 4)]).await;
+    published(&first, 4, "svc row published by the new relay").await;
+    third_stop.cancel();
+    third.await.unwrap();
 }
 
 /// The shared `LISTEN` connection cut by the server (`pg_terminate_backend`): it reconnects,
