@@ -4,7 +4,7 @@
 //! fires `NOTIFY` (a trigger on the table) so the relay wakes at once instead of polling.
 //!
 //! While a relay runs in the process, [`enqueue`] also keeps a copy of each envelope in memory
-//! ([`take_pending`]): the commit's notification names the rows it committed, and the relay
+//! (`take_pending`): the commit's notification names the rows it committed, and the relay
 //! publishes them from memory straight away instead of claiming them back from the table (the
 //! "fast path"; the table stays the source of truth and the claim the fallback).
 

@@ -5,7 +5,7 @@
 //!   relays of a process share); polling (`poll_interval`) is only the fallback for a lost
 //!   notification or a dropped `LISTEN` connection.
 //! - Fast path: the notification names the committed rows, and rows this process enqueued are
-//!   still in memory ([`outbox::take_pending`]), so the relay publishes them at once, in commit
+//!   still in memory (`outbox::take_pending`), so the relay publishes them at once, in commit
 //!   order (PostgreSQL delivers notifications in commit order), and then marks them sent —
 //!   no claim query on the hop's critical path. Marks wait up to `mark_delay` so that one
 //!   statement marks the rows of many commits; a claim marks what is waiting first. The fast
