@@ -36,7 +36,7 @@ const SCHEMA: &str = "svc";
 /// A fresh database with the common tables in schema `svc`, and a pool on that schema.
 struct Db {
     pool: PgPool,
-    _db: TestDatabase,
+    database: TestDatabase,
 }
 
 impl Db {
@@ -48,7 +48,11 @@ impl Db {
         migrate::migrate_common(&pool, SCHEMA)
             .await
             .expect("migrate");
-        Db { pool, _db: db }
+        Db { pool, database: db }
+    }
+
+    fn url(&self) -> &str {
+        self.database.url()
     }
 
     async fn count(&self, sql: &'static str) -> i64 {
@@ -1252,9 +1256,9 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
 #[tokio::test]
 async fn relays_of_several_schemas_share_one_listening_connection() {
     let db = Db::new("ob_listen_shared").await;
-    let other = persistence::connect(db._db.url(), "svc2").await.unwrap();
+    let other = persistence::connect(db.url(), "svc2").await.unwrap();
     migrate::migrate_common(&other, "svc2").await.unwrap();
-    let listener = OutboxListener::new(db._db.url());
+    let listener = OutboxListener::new(db.url());
     // No poll within the test: only a notification publishes a row.
     let config = RelayConfig {
         poll_interval: Duration::from_secs(60),
@@ -1357,7 +1361,7 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
 #[tokio::test]
 async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_poll() {
     let db = Db::new("ob_listen_cut").await;
-    let listener = OutboxListener::new(db._db.url());
+    let listener = OutboxListener::new(db.url());
     let config = RelayConfig {
         poll_interval: Duration::from_secs(60),
         ..quick()
