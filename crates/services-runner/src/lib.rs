@@ -117,9 +117,46 @@ pub fn nats_credentials(
     })
 }
 
+/// A port for an instance, free now and chosen where nothing else is likely to take it before
+/// the instance binds it: below the kernel's ephemeral range, from which every "port 0" bind
+/// (another runner's entry point, a test's server) and every outgoing connection draw theirs.
+/// A port picked with `bind(0)` went back to that pool until the child bound it, and once
+/// another process got it first: the instance could not start, and the readiness probe and
+/// the proxy reached that other process instead.
 fn free_local_addr() -> anyhow::Result<SocketAddr> {
+    let (ephemeral_low, _) = ephemeral_ports();
+    let low = ephemeral_low.saturating_sub(EPHEMERAL_GAP).max(1024);
+    let span = u64::from(ephemeral_low.saturating_sub(low));
+    if span > 0 {
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
+        for attempt in 0..64u64 {
+            let port = low + ((seed.wrapping_add(attempt.wrapping_mul(7919))) % span) as u16;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(listener.local_addr()?);
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
     Ok(listener.local_addr()?)
+}
+
+/// How many ports below the ephemeral range instances are placed in.
+const EPHEMERAL_GAP: u16 = 12_000;
+
+/// The kernel's ephemeral port range (Linux's default where it cannot be read).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u16>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
@@ -265,6 +302,23 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_ports_are_free_and_outside_the_ephemeral_range() {
+        let (low, _) = ephemeral_ports();
+        let addrs: Vec<SocketAddr> = (0..20).map(|_| free_local_addr().unwrap()).collect();
+        for addr in &addrs {
+            assert!(
+                addr.port() < low,
+                "{addr} is in the ephemeral range from {low}"
+            );
+            // Still free: the instance can bind it.
+            TcpListener::bind(addr).unwrap();
+        }
+        // Spread over the range, not one port over and over.
+        let distinct: std::collections::HashSet<u16> = addrs.iter().map(|a| a.port()).collect();
+        assert!(distinct.len() > 10, "{distinct:?}");
+    }
 
     #[test]
     fn replicas_parse_by_service_or_binary_name() {
