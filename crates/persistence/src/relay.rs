@@ -289,12 +289,8 @@ impl OutboxRelay {
     async fn relay(&self, shutdown: CancellationToken) {
         let _presence = outbox::RelayPresence::new();
         let schema = loop {
-            match sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
-                .fetch_one(&self.pool)
-                .await
-            {
-                Ok(Some(schema)) => break schema,
-                Ok(None) => break String::new(),
+            match self.schema().await {
+                Ok(schema) => break schema,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay: database failed; retrying");
                     tokio::select! {
@@ -403,7 +399,7 @@ impl OutboxRelay {
             }
         }
         drop(listening);
-        match tokio::time::timeout(self.config.shutdown_grace, self.flush()).await {
+        match tokio::time::timeout(self.config.shutdown_grace, self.flush_turn(&turn)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "outbox relay stopped with rows unsent"),
             Err(_) => tracing::warn!("outbox relay stopped before its backlog was published"),
@@ -413,15 +409,26 @@ impl OutboxRelay {
     /// Publishes every row that is ready now; returns how many were published. Stops at the
     /// first batch with a failed publish and returns that error (the rows stay for a retry).
     pub async fn flush(&self) -> Result<usize> {
-        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&self.pool)
-            .await?;
-        let turn = schema_lock(schema.as_deref().unwrap_or_default());
+        let turn = schema_lock(&self.schema().await?);
+        self.flush_turn(&turn).await
+    }
+
+    /// [`OutboxRelay::flush`] with the schema's turn already known.
+    async fn flush_turn(&self, turn: &Turn) -> Result<usize> {
         let drained = self.drain(&mut *turn.lock().await).await?;
         match drained.error {
             None => Ok(drained.published),
             Some(error) => Err(Error::Publish(error)),
         }
+    }
+
+    /// The schema the pool's `search_path` resolves to (empty if none does): names the
+    /// relay's channel and its turn.
+    async fn schema(&self) -> sqlx::Result<String> {
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(schema.unwrap_or_default())
     }
 
     /// Marks what the fast path published (`unmarked`, under the schema's turn), then runs

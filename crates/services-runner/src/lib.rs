@@ -124,7 +124,7 @@ pub fn nats_credentials(
 /// another process got it first: the instance could not start, and the readiness probe and
 /// the proxy reached that other process instead.
 fn free_local_addr() -> anyhow::Result<SocketAddr> {
-    let (ephemeral_low, _) = ephemeral_ports();
+    let ephemeral_low = ephemeral_low();
     let low = ephemeral_low.saturating_sub(EPHEMERAL_GAP).max(1024);
     let span = u64::from(ephemeral_low.saturating_sub(low));
     if span > 0 {
@@ -148,15 +148,12 @@ fn free_local_addr() -> anyhow::Result<SocketAddr> {
 /// How many ports below the ephemeral range instances are placed in.
 const EPHEMERAL_GAP: u16 = 12_000;
 
-/// The kernel's ephemeral port range (Linux's default where it cannot be read).
-fn ephemeral_ports() -> (u16, u16) {
+/// Where the kernel's ephemeral port range starts (Linux's default where it cannot be read).
+fn ephemeral_low() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|text| {
-            let mut parts = text.split_whitespace().map(str::parse::<u16>);
-            Some((parts.next()?.ok()?, parts.next()?.ok()?))
-        })
-        .unwrap_or((32_768, 60_999))
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
@@ -305,7 +302,7 @@ mod tests {
 
     #[test]
     fn instance_ports_are_free_and_outside_the_ephemeral_range() {
-        let (low, _) = ephemeral_ports();
+        let low = ephemeral_low();
         let addrs: Vec<SocketAddr> = (0..20).map(|_| free_local_addr().unwrap()).collect();
         for addr in &addrs {
             assert!(
