@@ -208,6 +208,35 @@ fn quick() -> RelayConfig {
     }
 }
 
+/// [`quick`] without a poll inside a test's time: only a notification (or a start-up or
+/// reconnect claim) publishes a row.
+fn notified_only() -> RelayConfig {
+    RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..quick()
+    }
+}
+
+/// Waits (5 s at most) until `memory` holds `n` published messages.
+async fn published(memory: &Memory, n: usize, what: &str) {
+    eventually(Duration::from_secs(5), what, || async {
+        (memory.published().len() == n).then_some(())
+    })
+    .await
+}
+
+/// The backends of the test's database that listen (their last statement a `LISTEN` or
+/// `UNLISTEN`), by pid.
+async fn listening_backends(pool: &PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+         WHERE datname = current_database() AND query ~* '^(UN)?LISTEN'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 fn spawn_relay(
     relay: Arc<OutboxRelay>,
     shutdown: &CancellationToken,
@@ -1219,10 +1248,7 @@ async fn failed_publishes_are_retried_with_back_off_and_keep_key_order() {
 async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     let db = Db::new("ob_notify").await;
     let memory = Memory::new("m");
-    let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
-        ..quick()
-    };
+    let config = notified_only();
     let relay = Arc::new(OutboxRelay::new(
         db.pool.clone(),
         Arc::new(memory.clone()),
@@ -1235,10 +1261,7 @@ async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
         // The first may be found by the start-up pass; the others only by a notification.
         let started = Instant::now();
         commit(&db.pool, &[ping("m", "k", n as u64)]).await;
-        eventually(Duration::from_secs(5), "published on commit", || async {
-            (memory.published().len() == n).then_some(())
-        })
-        .await;
+        published(&memory, n, "published on commit").await;
         let latency = started.elapsed();
         assert!(
             latency < Duration::from_secs(2),
@@ -1259,11 +1282,7 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
     let other = persistence::connect(db.url(), "svc2").await.unwrap();
     migrate::migrate_common(&other, "svc2").await.unwrap();
     let listener = OutboxListener::new(db.url());
-    // No poll within the test: only a notification publishes a row.
-    let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
-        ..quick()
-    };
+    let config = notified_only();
     let relay_on = |pool: &PgPool, memory: &Memory| {
         let relay = OutboxRelay::new(pool.clone(), Arc::new(memory.clone()), config.clone())
             .with_listener(listener.clone());
@@ -1273,15 +1292,7 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
     let (first, second) = (Memory::new("m"), Memory::new("m"));
     let (first_task, first_stop) = relay_on(&db.pool, &first);
     let (second_task, second_stop) = relay_on(&other, &second);
-    let listening = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query ~* '^(UN)?LISTEN'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-    };
+    let listening = || async { listening_backends(&db.pool).await.len() };
     eventually(
         Duration::from_secs(5),
         "the listening connection up",
@@ -1289,15 +1300,6 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
     )
     .await;
 
-    let published = |memory: &Memory, n: usize, what: &'static str| {
-        let memory = memory.clone();
-        async move {
-            eventually(Duration::from_secs(5), what, || async {
-                (memory.published().len() == n).then_some(())
-            })
-            .await
-        }
-    };
     // Wait for each relay's start-up claim, so what follows is published by notifications.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for n in 1..=3u64 {
@@ -1362,37 +1364,17 @@ async fn relays_of_several_schemas_share_one_listening_connection() {
 async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_poll() {
     let db = Db::new("ob_listen_cut").await;
     let listener = OutboxListener::new(db.url());
-    let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
-        ..quick()
-    };
+    let config = notified_only();
     let memory = Memory::new("m");
     let relay =
         OutboxRelay::new(db.pool.clone(), Arc::new(memory.clone()), config).with_listener(listener);
     let shutdown = CancellationToken::new();
     let task = spawn_relay(Arc::new(relay), &shutdown);
-    let listening = || async {
-        sqlx::query_scalar::<_, i32>(
-            "SELECT pid FROM pg_stat_activity
-             WHERE datname = current_database() AND query ~* '^(UN)?LISTEN'",
-        )
-        .fetch_optional(&db.pool)
-        .await
-        .unwrap()
-    };
+    let listening = || async { listening_backends(&db.pool).await.first().copied() };
     let first = eventually(Duration::from_secs(5), "listening", listening).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let published = |n: usize, what: &'static str| {
-        let memory = memory.clone();
-        async move {
-            eventually(Duration::from_secs(5), what, || async {
-                (memory.published().len() == n).then_some(())
-            })
-            .await
-        }
-    };
     commit(&db.pool, &[ping("m", "k", 1)]).await;
-    published(1, "published before the cut").await;
+    published(&memory, 1, "published before the cut").await;
 
     sqlx::query("SELECT pg_terminate_backend($1)")
         .bind(first)
@@ -1400,7 +1382,7 @@ async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_
         .await
         .unwrap();
     commit(&db.pool, &[ping("m", "k", 2)]).await;
-    published(2, "the row committed around the cut").await;
+    published(&memory, 2, "the row committed around the cut").await;
     let second = eventually(Duration::from_secs(5), "listening again", || async {
         listening().await.filter(|pid| *pid != first)
     })
@@ -1408,7 +1390,12 @@ async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_
     assert_ne!(second, first);
     for n in 3..=5u64 {
         commit(&db.pool, &[ping("m", "k", n)]).await;
-        published(n as usize, "published on its commit after the reconnect").await;
+        published(
+            &memory,
+            n as usize,
+            "published on its commit after the reconnect",
+        )
+        .await;
     }
     shutdown.cancel();
     task.await.unwrap();
@@ -1422,10 +1409,7 @@ async fn a_terminated_listening_connection_comes_back_and_nothing_waits_for_the_
 async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     let db = Db::new("ob_fast").await;
     let memory = Memory::new("f");
-    let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
-        ..quick()
-    };
+    let config = notified_only();
     let relay = Arc::new(OutboxRelay::new(
         db.pool.clone(),
         Arc::new(memory.clone()),
@@ -1440,10 +1424,7 @@ async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     for n in 1..=40u64 {
         commit(&db.pool, &[ping("f", &format!("k{}", n % 3), n)]).await;
     }
-    eventually(Duration::from_secs(5), "40 published", || async {
-        (memory.published().len() == 40).then_some(())
-    })
-    .await;
+    published(&memory, 40, "40 published").await;
     wait_until_sent(&db.pool, Duration::from_secs(5)).await;
     let counters = stats.snapshot();
     assert_eq!(counters.published, 40);
@@ -1471,12 +1452,7 @@ async fn committed_rows_go_out_from_memory_and_foreign_rows_by_a_claim() {
     .execute(&db.pool)
     .await
     .unwrap();
-    eventually(
-        Duration::from_secs(5),
-        "the foreign row published",
-        || async { (memory.published().len() == 41).then_some(()) },
-    )
-    .await;
+    published(&memory, 41, "the foreign row published").await;
     assert_eq!(memory.published()[40].id, foreign.id);
     // The claim counts its batch after publishing, marking and committing it.
     eventually(Duration::from_secs(5), "the claim counted", || async {
@@ -1497,9 +1473,8 @@ async fn fast_path_marks_wait_to_be_batched_and_precede_any_claim() {
     let db = Db::new("ob_marks").await;
     let memory = Memory::new("f");
     let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
         mark_delay: Duration::from_millis(1500),
-        ..quick()
+        ..notified_only()
     };
     let relay = Arc::new(OutboxRelay::new(
         db.pool.clone(),
@@ -1517,10 +1492,7 @@ async fn fast_path_marks_wait_to_be_batched_and_precede_any_claim() {
     for n in 1..=5u64 {
         commit(&db.pool, &[ping("f", &format!("k{n}"), n)]).await;
     }
-    eventually(Duration::from_secs(5), "5 published", || async {
-        (memory.published().len() == 5).then_some(())
-    })
-    .await;
+    published(&memory, 5, "5 published").await;
     assert_eq!(unsent().await, 5, "marks wait for mark_delay");
     eventually(Duration::from_secs(5), "marked after the delay", || async {
         (unsent().await == 0).then_some(())
@@ -1536,10 +1508,7 @@ async fn fast_path_marks_wait_to_be_batched_and_precede_any_claim() {
     for n in 6..=10u64 {
         commit(&db.pool, &[ping("f", &format!("k{n}"), n)]).await;
     }
-    eventually(Duration::from_secs(5), "10 published", || async {
-        (memory.published().len() == 10).then_some(())
-    })
-    .await;
+    published(&memory, 10, "10 published").await;
     assert_eq!(unsent().await, 5);
     let other = OutboxRelay::new(db.pool.clone(), Arc::new(memory.clone()), config);
     assert_eq!(
@@ -1568,10 +1537,9 @@ async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
         behaviour: Behaviour::FailTimes(Mutex::new(HashMap::from([(first.id, 2)]))),
     };
     let config = RelayConfig {
-        poll_interval: Duration::from_secs(60),
         retry_initial: Duration::from_millis(1500),
         retry_max: Duration::from_millis(1500),
-        ..quick()
+        ..notified_only()
     };
     let relay = Arc::new(OutboxRelay::new(db.pool.clone(), Arc::new(flaky), config));
     let shutdown = CancellationToken::new();
@@ -1589,12 +1557,7 @@ async fn a_row_waiting_for_its_retry_keeps_newer_rows_of_its_key_behind_it() {
     // Another key's row: its notification makes the relay claim, and that claim is clean
     // (the failed row is not due yet).
     commit(&db.pool, &[ping("r", "other", 1)]).await;
-    eventually(
-        Duration::from_secs(5),
-        "the other key published",
-        || async { (memory.published().len() == 1).then_some(()) },
-    )
-    .await;
+    published(&memory, 1, "the other key published").await;
     for seq in 2..=4 {
         commit(&db.pool, &[ping("r", "k", seq)]).await;
     }
