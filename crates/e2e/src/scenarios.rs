@@ -377,6 +377,10 @@ pub async fn sigterm_under_load_then_restart(sys: &mut System) {
             "{order}: {kinds:?}"
         );
     }
+    // Search is a projection of its own, which may still be catching up after the restart.
+    for order in &baskets {
+        wait_for_search_status(sys, order, "Approved").await;
+    }
     let (status, listed) = sys
         .call(
             Method::POST,
